@@ -1,0 +1,236 @@
+// Package store defines latchkey's persistent model (contractors, services,
+// grants, tokens and usage) and the Store interface every storage engine
+// implements. Engines live in subpackages (store/sqlite, later store/postgres)
+// and all of them must pass the conformance suite in store/storetest.
+//
+// The store holds no secrets in plain text: tokens are kept only as the
+// SHA-256 of their secret part, and service credentials only as ciphertext
+// sealed by package seal. The store never decrypts anything.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a Store returns. Callers branch on them with errors.Is.
+var (
+	// ErrNotFound: the named contractor, service, grant or token does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a contractor or service with that name, or a token with
+	// that id, already exists.
+	ErrConflict = errors.New("already exists")
+	// ErrRevoked: the token or grant is already revoked; revocation is final.
+	ErrRevoked = errors.New("already revoked")
+	// ErrDisabled: the contractor is disabled (offboarded), so nothing new
+	// may be created for it.
+	ErrDisabled = errors.New("contractor disabled")
+)
+
+// Contractor is an external identity with an engagement window.
+type Contractor struct {
+	Name      string    // unique, immutable key
+	Email     string    // contact address
+	Company   string    // optional
+	Sponsor   string    // the employee who answers for the contractor
+	Until     time.Time // engagement end: after it nothing of theirs works
+	Disabled  bool      // set by offboarding; never cleared
+	CreatedAt time.Time
+	CreatedBy string // actor (admin token id) that onboarded the contractor
+}
+
+// Service is an upstream system reachable through the gateway.
+type Service struct {
+	Name     string // unique, immutable key; the gateway path prefix
+	Upstream string // absolute http(s) URL
+	// SealedCredential is the ciphertext (package seal) of the credential
+	// headers the gateway injects. It is opaque to the store.
+	SealedCredential []byte
+	CreatedAt        time.Time
+	CreatedBy        string
+}
+
+// Grant allows a contractor to be issued tokens within its scopes until
+// ExpiresAt.
+type Grant struct {
+	ID         int64 // assigned by the store on create
+	Contractor string
+	Scopes     []string // canonical scope strings (package scope)
+	ExpiresAt  time.Time
+	CreatedAt  time.Time
+	CreatedBy  string
+	RevokedAt  time.Time // zero while not revoked
+	RevokedBy  string
+}
+
+// Live reports whether the grant is neither revoked nor expired at t.
+func (g Grant) Live(t time.Time) bool {
+	return g.RevokedAt.IsZero() && t.Before(g.ExpiresAt)
+}
+
+// Token is the stored record of an issued token. The token text is never
+// stored: only its public ID and the SHA-256 of its secret part.
+type Token struct {
+	ID         string   // public accessor derived from the token text
+	Admin      bool     // lka_ admin token (Contractor is empty)
+	Contractor string   // owner of a contractor token
+	Scopes     []string // canonical scope strings
+	Hash       [32]byte // SHA-256 of the secret part
+	ExpiresAt  time.Time
+	CIDRs      []string // allowed source networks; empty = any
+	MaxUses    int64    // 0 = unlimited
+	Uses       int64    // requests counted so far (flushed in batches)
+	Note       string
+	CreatedAt  time.Time
+	CreatedBy  string
+	LastUsedAt time.Time // zero = never used
+	RevokedAt  time.Time // zero = not revoked
+	RevokedBy  string
+	Parent     string // id of the token this one rotated from, if any
+}
+
+// Active reports whether the token is unrevoked and unexpired at t.
+func (t Token) Active(at time.Time) bool {
+	return t.RevokedAt.IsZero() && at.Before(t.ExpiresAt)
+}
+
+// TokenFilter selects tokens in Tokens. Zero fields select everything.
+type TokenFilter struct {
+	Contractor string    // only this contractor's tokens
+	ActiveAt   time.Time // only tokens unrevoked and unexpired at this time
+	Admin      *bool     // only admin (true) or contractor (false) tokens
+}
+
+// GrantFilter selects grants in Grants. Zero fields select everything.
+type GrantFilter struct {
+	Contractor string
+	LiveAt     time.Time // only grants unrevoked and unexpired at this time
+}
+
+// Use is one batch entry of usage recorded by the gateway: a token was used
+// Count times, last at At, and each listed scope was the one that allowed
+// at least one of those requests.
+type Use struct {
+	TokenID string
+	At      time.Time
+	Count   int64
+	Scopes  []string
+}
+
+// OffboardResult says what Offboard changed.
+type OffboardResult struct {
+	TokensRevoked int
+	GrantsRevoked int
+}
+
+// ActiveRow is one line of the active report: a contractor holding live tokens.
+type ActiveRow struct {
+	Contractor   string
+	Email        string
+	Sponsor      string
+	Until        time.Time // engagement end
+	Tokens       int       // live tokens held
+	NextExpiry   time.Time // earliest expiry among them
+	LatestExpiry time.Time // latest expiry among them
+	LastUsedAt   time.Time // most recent use of any of them, zero if none
+}
+
+// AccessRow is one line of the access report: a contractor may touch Scope
+// through a live grant (Source "grant", ID the grant id) or holds a live
+// token with it (Source "token", ID the token id), until Until.
+type AccessRow struct {
+	Contractor string
+	Scope      string
+	Source     string
+	ID         string
+	Until      time.Time
+}
+
+// UnusedToken is a live token not used since the report's cutoff.
+type UnusedToken struct {
+	Token
+}
+
+// ScopeUse says that a token of Contractor was last allowed a request by
+// its scope Scope at LastUsedAt.
+type ScopeUse struct {
+	Contractor string
+	Scope      string
+	LastUsedAt time.Time
+}
+
+// Store is latchkey's persistent state. Every method is safe for
+// concurrent use. Methods that change several rows do so in one
+// transaction: either all of the change is stored or none of it.
+type Store interface {
+	// CreateContractor stores c; ErrConflict if the name is taken.
+	CreateContractor(ctx context.Context, c Contractor) error
+	// Contractor returns the named contractor or ErrNotFound.
+	Contractor(ctx context.Context, name string) (Contractor, error)
+	// Contractors returns all contractors ordered by name.
+	Contractors(ctx context.Context) ([]Contractor, error)
+	// Offboard, in one transaction, revokes every unrevoked token and grant
+	// of the contractor (RevokedBy = by, RevokedAt = at) and disables it.
+	// ErrNotFound if there is no such contractor. Offboarding a disabled
+	// contractor revokes whatever is still live and is not an error.
+	Offboard(ctx context.Context, name, by string, at time.Time) (OffboardResult, error)
+
+	// CreateService stores s; ErrConflict if the name is taken.
+	CreateService(ctx context.Context, s Service) error
+	// Service returns the named service or ErrNotFound.
+	Service(ctx context.Context, name string) (Service, error)
+	// Services returns all services ordered by name.
+	Services(ctx context.Context) ([]Service, error)
+
+	// CreateGrant stores g and returns it with its ID set. ErrNotFound if
+	// the contractor does not exist, ErrDisabled if it is disabled.
+	CreateGrant(ctx context.Context, g Grant) (Grant, error)
+	// Grant returns the grant with that id or ErrNotFound.
+	Grant(ctx context.Context, id int64) (Grant, error)
+	// Grants returns the grants selected by f ordered by id.
+	Grants(ctx context.Context, f GrantFilter) ([]Grant, error)
+	// RevokeGrant revokes a grant. ErrNotFound, or ErrRevoked if it was
+	// already revoked (the first revocation stays as it was).
+	RevokeGrant(ctx context.Context, id int64, by string, at time.Time) error
+
+	// CreateToken stores t. ErrConflict if the id exists; for a contractor
+	// token ErrNotFound if the contractor does not exist and ErrDisabled if
+	// it is disabled (checked in the same transaction as the insert).
+	CreateToken(ctx context.Context, t Token) error
+	// Token returns the token with that id or ErrNotFound.
+	Token(ctx context.Context, id string) (Token, error)
+	// Tokens returns the tokens selected by f ordered by creation time, id.
+	Tokens(ctx context.Context, f TokenFilter) ([]Token, error)
+	// RevokeToken revokes a token. ErrNotFound, or ErrRevoked if it was
+	// already revoked (the first revocation stays as it was).
+	RevokeToken(ctx context.Context, id, by string, at time.Time) error
+	// RotateToken, in one transaction, stores next (whose Parent must be
+	// oldID) and moves the old token's expiry to oldExpiresAt if that is
+	// earlier than its current expiry. ErrNotFound if the old token does
+	// not exist, ErrRevoked if it is revoked, ErrDisabled if its contractor
+	// is disabled.
+	RotateToken(ctx context.Context, oldID string, oldExpiresAt time.Time, next Token) error
+
+	// RecordUse applies a batch of usage: it raises each token's LastUsedAt
+	// (never lowers it), adds Count to Uses, and raises the per-scope
+	// last-use of the token's contractor. Unknown token ids are ignored.
+	RecordUse(ctx context.Context, uses []Use) error
+
+	// ActiveReport lists contractors holding tokens active at t, ordered
+	// by contractor name.
+	ActiveReport(ctx context.Context, t time.Time) ([]ActiveRow, error)
+	// AccessReport lists the scopes of grants live at t and of tokens
+	// active at t, for one contractor or (contractor == "") for all,
+	// ordered by contractor, scope, source, id.
+	AccessReport(ctx context.Context, contractor string, t time.Time) ([]AccessRow, error)
+	// UnusedTokens lists contractor tokens active at t that were neither
+	// used nor created after cutoff, ordered by contractor, id.
+	UnusedTokens(ctx context.Context, cutoff, t time.Time) ([]UnusedToken, error)
+	// ScopeUses lists the per-scope last use of every contractor whose
+	// last use is after since, ordered by contractor, scope.
+	ScopeUses(ctx context.Context, since time.Time) ([]ScopeUse, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
