@@ -1,0 +1,224 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"strings"
+	"time"
+
+	"latchkey/internal/scope"
+	"latchkey/internal/store"
+)
+
+// Actor is who performs an operation: the admin token's id and its scopes.
+type Actor struct {
+	TokenID string
+	Scopes  scope.Set
+}
+
+// Header is one credential header the gateway injects into upstream requests.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Limits on free-text fields.
+const (
+	maxText    = 256
+	maxHeaders = 16
+)
+
+// NewContractor is an onboarding request.
+type NewContractor struct {
+	Name    string
+	Email   string
+	Company string
+	Sponsor string
+	Until   time.Time
+}
+
+// AddContractor onboards a contractor.
+func (a *Authority) AddContractor(ctx context.Context, by Actor, nc NewContractor) (store.Contractor, error) {
+	now := a.now()
+	if err := validName("contractor", nc.Name); err != nil {
+		return store.Contractor{}, err
+	}
+	addr, err := mail.ParseAddress(nc.Email)
+	if err != nil || addr.Address != nc.Email || len(nc.Email) > maxText {
+		return store.Contractor{}, refuse(ReasonInvalid, "invalid email %q: want a bare address like name@example.com", nc.Email)
+	}
+	if err := validText("sponsor", nc.Sponsor, true); err != nil {
+		return store.Contractor{}, err
+	}
+	if err := validText("company", nc.Company, false); err != nil {
+		return store.Contractor{}, err
+	}
+	if !nc.Until.After(now) {
+		return store.Contractor{}, refuse(ReasonInvalid, "engagement end %s is not in the future", nc.Until.UTC().Format(time.RFC3339))
+	}
+	c := store.Contractor{
+		Name: nc.Name, Email: nc.Email, Company: nc.Company, Sponsor: nc.Sponsor,
+		Until: nc.Until.UTC().Truncate(time.Millisecond), CreatedAt: now, CreatedBy: by.TokenID,
+	}
+	if err := a.cfg.Store.CreateContractor(ctx, c); err != nil {
+		return store.Contractor{}, storeErr(err, fmt.Sprintf("contractor %q", nc.Name))
+	}
+	return c, nil
+}
+
+// Contractor returns one contractor.
+func (a *Authority) Contractor(ctx context.Context, name string) (store.Contractor, error) {
+	c, err := a.cfg.Store.Contractor(ctx, name)
+	return c, storeErr(err, fmt.Sprintf("contractor %q", name))
+}
+
+// Contractors lists all contractors.
+func (a *Authority) Contractors(ctx context.Context) ([]store.Contractor, error) {
+	return a.cfg.Store.Contractors(ctx)
+}
+
+// Offboard revokes every token and grant of a contractor and disables it,
+// in one transaction.
+func (a *Authority) Offboard(ctx context.Context, by Actor, name string) (store.OffboardResult, error) {
+	res, err := a.cfg.Store.Offboard(ctx, name, by.TokenID, a.now())
+	if err != nil {
+		return res, storeErr(err, fmt.Sprintf("contractor %q", name))
+	}
+	for _, id := range a.cache.dropContractor(name) {
+		a.invalidate(id)
+	}
+	return res, nil
+}
+
+// AddService registers an upstream and seals its credential headers.
+func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream string, headers []Header) (store.Service, error) {
+	if !scope.ValidServiceName(name) {
+		return store.Service{}, refuse(ReasonInvalid, "invalid service name %q: want lowercase letters, digits and '-', starting with a letter (and not \"admin\")", name)
+	}
+	if err := validUpstream(upstream); err != nil {
+		return store.Service{}, err
+	}
+	if err := validHeaders(headers); err != nil {
+		return store.Service{}, err
+	}
+	plain, err := json.Marshal(headers)
+	if err != nil {
+		return store.Service{}, err
+	}
+	sealed, err := a.cfg.Box.Seal(plain, []byte(name))
+	if err != nil {
+		return store.Service{}, err
+	}
+	s := store.Service{Name: name, Upstream: upstream, SealedCredential: sealed, CreatedAt: a.now(), CreatedBy: by.TokenID}
+	if err := a.cfg.Store.CreateService(ctx, s); err != nil {
+		return store.Service{}, storeErr(err, fmt.Sprintf("service %q", name))
+	}
+	return s, nil
+}
+
+// Service returns one service.
+func (a *Authority) Service(ctx context.Context, name string) (store.Service, error) {
+	s, err := a.cfg.Store.Service(ctx, name)
+	return s, storeErr(err, fmt.Sprintf("service %q", name))
+}
+
+// Services lists all services.
+func (a *Authority) Services(ctx context.Context) ([]store.Service, error) {
+	return a.cfg.Store.Services(ctx)
+}
+
+// Credential opens a service's sealed credential headers. Only the gateway
+// may call it; nothing it returns is ever shown to a client.
+func (a *Authority) Credential(s store.Service) ([]Header, error) {
+	plain, err := a.cfg.Box.Open(s.SealedCredential, []byte(s.Name))
+	if err != nil {
+		return nil, fmt.Errorf("failed to open credential of service %q: %w", s.Name, err)
+	}
+	var hs []Header
+	if err := json.Unmarshal(plain, &hs); err != nil {
+		return nil, fmt.Errorf("failed to decode credential of service %q: %w", s.Name, err)
+	}
+	return hs, nil
+}
+
+// CredentialNames returns the names (never the values) of a service's
+// injected headers.
+func (a *Authority) CredentialNames(s store.Service) ([]string, error) {
+	hs, err := a.Credential(s)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(hs))
+	for i, h := range hs {
+		names[i] = h.Name
+	}
+	return names, nil
+}
+
+func validName(kind, name string) error {
+	if !scope.ValidServiceName(name) {
+		return refuse(ReasonInvalid, "invalid %s name %q: want lowercase letters, digits and '-', starting with a letter", kind, name)
+	}
+	return nil
+}
+
+func validText(field, v string, required bool) error {
+	switch {
+	case required && strings.TrimSpace(v) == "":
+		return refuse(ReasonInvalid, "%s is required", field)
+	case len(v) > maxText:
+		return refuse(ReasonInvalid, "%s is longer than %d bytes", field, maxText)
+	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return refuse(ReasonInvalid, "%s contains control characters", field)
+	}
+	return nil
+}
+
+func validUpstream(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || len(raw) > 2048:
+		return refuse(ReasonInvalid, "invalid upstream URL %q", raw)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return refuse(ReasonInvalid, "invalid upstream URL %q: scheme must be http or https", raw)
+	case u.Host == "":
+		return refuse(ReasonInvalid, "invalid upstream URL %q: no host", raw)
+	case u.User != nil:
+		return refuse(ReasonInvalid, "invalid upstream URL: credentials in the URL are not allowed; use --credential-header")
+	case u.RawQuery != "" || u.Fragment != "":
+		return refuse(ReasonInvalid, "invalid upstream URL %q: no query or fragment allowed", raw)
+	}
+	return nil
+}
+
+func validHeaders(hs []Header) error {
+	if len(hs) > maxHeaders {
+		return refuse(ReasonInvalid, "too many credential headers (max %d)", maxHeaders)
+	}
+	for _, h := range hs {
+		if h.Name == "" || !isToken(h.Name) || len(h.Name) > maxText {
+			return refuse(ReasonInvalid, "invalid credential header name %q", h.Name)
+		}
+		if len(h.Value) > 8192 || strings.ContainsAny(h.Value, "\r\n\x00") || h.Value == "" {
+			// The value is a secret: never echo it.
+			return refuse(ReasonInvalid, "invalid value for credential header %q: empty, too long or has control characters", h.Name)
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s is an RFC 9110 token (a valid header name).
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,112 @@
+package access
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"latchkey/internal/scope"
+	"latchkey/internal/store"
+)
+
+// maxScopes caps the scopes of one grant or token.
+const maxScopes = 64
+
+// AddGrant allows a contractor scopes until until (zero: the engagement end).
+// Admin scopes cannot be granted to contractors, each named service must
+// exist, and the grant may not outlive the engagement.
+func (a *Authority) AddGrant(ctx context.Context, by Actor, contractor string, scopes []string, until time.Time) (store.Grant, error) {
+	now := a.now()
+	c, err := a.cfg.Store.Contractor(ctx, contractor)
+	if err != nil {
+		return store.Grant{}, storeErr(err, fmt.Sprintf("contractor %q", contractor))
+	}
+	if err := a.usable(c, now); err != nil {
+		return store.Grant{}, err
+	}
+	set, err := a.resourceScopes(ctx, scopes)
+	if err != nil {
+		return store.Grant{}, err
+	}
+	if until.IsZero() {
+		until = c.Until
+	}
+	until = until.UTC().Truncate(time.Millisecond)
+	switch {
+	case !until.After(now):
+		return store.Grant{}, refuse(ReasonInvalid, "grant end %s is not in the future", until.Format(time.RFC3339))
+	case until.After(c.Until):
+		return store.Grant{}, refuse(ReasonPastEngagement, "grant end %s is after contractor %q's engagement end %s",
+			until.Format(time.RFC3339), c.Name, c.Until.Format(time.RFC3339))
+	}
+	g := store.Grant{Contractor: c.Name, Scopes: set.Strings(), ExpiresAt: until, CreatedAt: now, CreatedBy: by.TokenID}
+	g, err = a.cfg.Store.CreateGrant(ctx, g)
+	return g, storeErr(err, fmt.Sprintf("grant for contractor %q", contractor))
+}
+
+// Grants lists grants, of one contractor if contractor is not empty, only
+// live ones if live is set.
+func (a *Authority) Grants(ctx context.Context, contractor string, live bool) ([]store.Grant, error) {
+	if contractor != "" {
+		if _, err := a.Contractor(ctx, contractor); err != nil {
+			return nil, err
+		}
+	}
+	f := store.GrantFilter{Contractor: contractor}
+	if live {
+		f.LiveAt = a.now()
+	}
+	return a.cfg.Store.Grants(ctx, f)
+}
+
+// RevokeGrant revokes a grant. Tokens already issued under it keep their
+// own expiry: revoke them, or offboard, to cut access at once.
+func (a *Authority) RevokeGrant(ctx context.Context, by Actor, id int64) error {
+	err := a.cfg.Store.RevokeGrant(ctx, id, by.TokenID, a.now())
+	return storeErr(err, fmt.Sprintf("grant %d", id))
+}
+
+// usable refuses a contractor that is disabled or past its engagement.
+func (a *Authority) usable(c store.Contractor, now time.Time) error {
+	if c.Disabled {
+		return refuse(ReasonContractorDisabled, "contractor %q is disabled", c.Name)
+	}
+	if !now.Before(c.Until) {
+		return refuse(ReasonEngagementEnded, "contractor %q's engagement ended at %s", c.Name, c.Until.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// resourceScopes parses contractor scopes: no admin scopes, only known
+// services (or "*").
+func (a *Authority) resourceScopes(ctx context.Context, scopes []string) (scope.Set, error) {
+	set, err := parseScopes(scopes)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range set {
+		if s.IsAdmin() {
+			return nil, refuse(ReasonInvalid, "scope %q is an admin scope: contractors cannot hold admin scopes", s)
+		}
+		if svc := s.Service(); svc != "*" {
+			if _, err := a.cfg.Store.Service(ctx, svc); err != nil {
+				return nil, storeErr(err, fmt.Sprintf("service %q of scope %q", svc, s))
+			}
+		}
+	}
+	return set, nil
+}
+
+func parseScopes(scopes []string) (scope.Set, error) {
+	if len(scopes) == 0 {
+		return nil, refuse(ReasonInvalid, "at least one --scope is required")
+	}
+	if len(scopes) > maxScopes {
+		return nil, refuse(ReasonInvalid, "too many scopes (max %d)", maxScopes)
+	}
+	set, err := scope.ParseSet(scopes)
+	if err != nil {
+		return nil, &Error{Reason: ReasonInvalid, Msg: err.Error(), Err: err}
+	}
+	return set, nil
+}

@@ -1,0 +1,322 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"latchkey/internal/scope"
+	"latchkey/internal/store"
+	"latchkey/internal/token"
+)
+
+// Limits on token requests.
+const (
+	maxCIDRs = 32
+	maxNote  = 256
+)
+
+// IssueRequest asks for a new token.
+type IssueRequest struct {
+	// Contractor owns the token; empty for an admin token.
+	Contractor string
+	// Admin asks for an admin (lka_) token; its scopes must be admin
+	// scopes covered by the issuing actor's own scopes.
+	Admin  bool
+	Scopes []string
+	// TTL is mandatory and at most the server's MaxTTL.
+	TTL     time.Duration
+	CIDRs   []string
+	MaxUses int64
+	Note    string
+}
+
+// Issued is a new token: Text is shown once and never stored.
+type Issued struct {
+	Text  string
+	Token store.Token
+}
+
+// Issue creates a token after checking every rule; see IssueRequest.
+func (a *Authority) Issue(ctx context.Context, by Actor, req IssueRequest) (Issued, error) {
+	now := a.now()
+	if err := a.checkTTL(req.TTL); err != nil {
+		return Issued{}, err
+	}
+	t, err := tokenFields(req)
+	if err != nil {
+		return Issued{}, err
+	}
+	t.ExpiresAt = now.Add(req.TTL)
+	t.CreatedAt, t.CreatedBy = now, by.TokenID
+	if req.Admin {
+		err = a.checkAdmin(by, &t)
+	} else {
+		err = a.checkContractor(ctx, &t, now)
+	}
+	if err != nil {
+		return Issued{}, err
+	}
+	return a.create(ctx, t, func(t store.Token) error { return a.cfg.Store.CreateToken(ctx, t) })
+}
+
+// create generates the token text, sets the id and hash, and stores it.
+func (a *Authority) create(ctx context.Context, t store.Token, put func(store.Token) error) (Issued, error) {
+	kind := token.Contractor
+	if t.Admin {
+		kind = token.Admin
+	}
+	text, p, err := token.Generate(kind, a.cfg.Rand)
+	if err != nil {
+		return Issued{}, fmt.Errorf("failed to generate token: %w", err)
+	}
+	t.ID, t.Hash = p.ID, p.Hash()
+	if err := put(t); err != nil {
+		return Issued{}, storeErr(err, fmt.Sprintf("token for %q", t.Contractor))
+	}
+	return Issued{Text: text, Token: t}, nil
+}
+
+func (a *Authority) checkTTL(ttl time.Duration) error {
+	switch {
+	case ttl == 0:
+		return refuse(ReasonTTLMissing, "a --ttl is required: every token expires")
+	case ttl < 0:
+		return refuse(ReasonInvalid, "ttl %v is negative", ttl)
+	case ttl < time.Second:
+		return refuse(ReasonInvalid, "ttl %v is shorter than one second", ttl)
+	case ttl > a.cfg.MaxTTL:
+		return refuse(ReasonTTLTooLong, "ttl %v exceeds the server's maximum token lifetime %v", ttl, a.cfg.MaxTTL)
+	}
+	return nil
+}
+
+// tokenFields validates the request's free-form fields into a token.
+func tokenFields(req IssueRequest) (store.Token, error) {
+	t := store.Token{Admin: req.Admin, Contractor: req.Contractor, Scopes: req.Scopes, Note: req.Note, MaxUses: req.MaxUses}
+	if req.Admin && req.Contractor != "" {
+		return t, refuse(ReasonInvalid, "an admin token has no contractor")
+	}
+	if req.MaxUses < 0 {
+		return t, refuse(ReasonInvalid, "uses %d is negative", req.MaxUses)
+	}
+	if len(req.Note) > maxNote {
+		return t, refuse(ReasonInvalid, "note is longer than %d bytes", maxNote)
+	}
+	if err := validText("note", req.Note, false); err != nil {
+		return t, err
+	}
+	cidrs, err := parseCIDRs(req.CIDRs)
+	t.CIDRs = cidrs
+	return t, err
+}
+
+func parseCIDRs(in []string) ([]string, error) {
+	if len(in) > maxCIDRs {
+		return nil, refuse(ReasonInvalid, "too many CIDRs (max %d)", maxCIDRs)
+	}
+	var out []string
+	for _, c := range in {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, refuse(ReasonInvalid, "invalid CIDR %q: want an address/prefix like 10.0.0.0/8", c)
+		}
+		if p.Masked() != p {
+			return nil, refuse(ReasonInvalid, "invalid CIDR %q: host bits set (did you mean %s?)", c, p.Masked())
+		}
+		out = append(out, p.String())
+	}
+	return out, nil
+}
+
+// checkAdmin refuses admin scopes the actor does not itself hold, and
+// canonicalises the token's scopes.
+func (a *Authority) checkAdmin(by Actor, t *store.Token) error {
+	set, err := parseScopes(t.Scopes)
+	if err != nil {
+		return err
+	}
+	for _, s := range set {
+		if !s.IsAdmin() {
+			return refuse(ReasonInvalid, "scope %q is not an admin scope: admin tokens hold only admin:... scopes", s)
+		}
+		if !by.Scopes.Covers(s) {
+			return &Error{Reason: ReasonScopeNotCovered, Err: scope.ErrNotCovered,
+				Msg: fmt.Sprintf("scope %q is not covered by your own admin token: you cannot grant more than you hold", s)}
+		}
+	}
+	t.Scopes = set.Strings()
+	return nil
+}
+
+// checkContractor refuses a contractor token that is outside the
+// contractor's engagement or live grants, and canonicalises its scopes.
+func (a *Authority) checkContractor(ctx context.Context, t *store.Token, now time.Time) error {
+	if t.Contractor == "" {
+		return refuse(ReasonInvalid, "a contractor is required")
+	}
+	c, err := a.cfg.Store.Contractor(ctx, t.Contractor)
+	if err != nil {
+		return storeErr(err, fmt.Sprintf("contractor %q", t.Contractor))
+	}
+	if err := a.usable(c, now); err != nil {
+		return err
+	}
+	if t.ExpiresAt.After(c.Until) {
+		return refuse(ReasonPastEngagement, "token would expire at %s, after contractor %q's engagement end %s",
+			t.ExpiresAt.Format(time.RFC3339), c.Name, c.Until.Format(time.RFC3339))
+	}
+	set, err := a.resourceScopes(ctx, t.Scopes)
+	if err != nil {
+		return err
+	}
+	grants, err := a.cfg.Store.Grants(ctx, store.GrantFilter{Contractor: c.Name, LiveAt: now})
+	if err != nil {
+		return err
+	}
+	for _, s := range set {
+		if err := covered(s, grants, t.ExpiresAt, c.Name); err != nil {
+			return err
+		}
+	}
+	t.Scopes = set.Strings()
+	return nil
+}
+
+// covered checks that one of the live grants covers s until expires.
+func covered(s scope.Scope, grants []store.Grant, expires time.Time, contractor string) error {
+	var shortest *store.Grant
+	for i, g := range grants {
+		set, err := scope.ParseSet(g.Scopes)
+		if err != nil {
+			return fmt.Errorf("stored grant %d has an invalid scope: %w", g.ID, err)
+		}
+		if !set.Covers(s) {
+			continue
+		}
+		if !expires.After(g.ExpiresAt) {
+			return nil
+		}
+		if shortest == nil || g.ExpiresAt.After(shortest.ExpiresAt) {
+			shortest = &grants[i]
+		}
+	}
+	if shortest != nil {
+		return refuse(ReasonPastGrant, "token would expire at %s, after grant %d (covering scope %q) ends at %s",
+			expires.Format(time.RFC3339), shortest.ID, s, shortest.ExpiresAt.Format(time.RFC3339))
+	}
+	return &Error{Reason: ReasonScopeNotCovered, Err: scope.ErrNotCovered,
+		Msg: fmt.Sprintf("scope %q is not covered by a live grant of contractor %q", s, contractor)}
+}
+
+// Token returns one token record (never its secret).
+func (a *Authority) Token(ctx context.Context, id string) (store.Token, error) {
+	if !token.ValidID(id) {
+		return store.Token{}, refuse(ReasonInvalid, "invalid token id %q", id)
+	}
+	t, err := a.cfg.Store.Token(ctx, id)
+	return t, storeErr(err, fmt.Sprintf("token %s", id))
+}
+
+// Tokens lists token records.
+func (a *Authority) Tokens(ctx context.Context, contractor string, active bool) ([]store.Token, error) {
+	if contractor != "" {
+		if _, err := a.Contractor(ctx, contractor); err != nil {
+			return nil, err
+		}
+	}
+	f := store.TokenFilter{Contractor: contractor}
+	if active {
+		f.ActiveAt = a.now()
+	}
+	return a.cfg.Store.Tokens(ctx, f)
+}
+
+// Revoke revokes one token. Revocation is final.
+func (a *Authority) Revoke(ctx context.Context, by Actor, id string) error {
+	if !token.ValidID(id) {
+		return refuse(ReasonInvalid, "invalid token id %q", id)
+	}
+	err := a.cfg.Store.RevokeToken(ctx, id, by.TokenID, a.now())
+	if err == nil {
+		a.invalidate(id)
+	}
+	return storeErr(err, fmt.Sprintf("token %s", id))
+}
+
+// Rotate issues a successor of token id with the same scopes, sources, use
+// limit and lifetime, re-checked against today's grants and engagement,
+// and ends the old token after grace (at once if grace is zero).
+func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.Duration) (Issued, error) {
+	old, err := a.Token(ctx, id)
+	if err != nil {
+		return Issued{}, err
+	}
+	now := a.now()
+	switch {
+	case !old.RevokedAt.IsZero():
+		return Issued{}, &Error{Reason: ReasonRevoked, Msg: fmt.Sprintf("token %s is revoked and cannot be rotated", id), Err: store.ErrRevoked}
+	case !now.Before(old.ExpiresAt):
+		return Issued{}, refuse(ReasonExpired, "token %s has expired and cannot be rotated", id)
+	case grace < 0:
+		return Issued{}, refuse(ReasonInvalid, "grace %v is negative", grace)
+	case grace > a.cfg.MaxTTL:
+		return Issued{}, refuse(ReasonTTLTooLong, "grace %v exceeds the server's maximum token lifetime %v", grace, a.cfg.MaxTTL)
+	}
+	ttl := min(old.ExpiresAt.Sub(old.CreatedAt), a.cfg.MaxTTL)
+	next := old
+	next.ExpiresAt, next.CreatedAt, next.CreatedBy = now.Add(ttl), now, by.TokenID
+	next.LastUsedAt, next.Uses, next.Parent = time.Time{}, 0, old.ID
+	if next.Admin {
+		err = a.checkAdmin(by, &next)
+	} else {
+		err = a.checkContractor(ctx, &next, now)
+	}
+	if err != nil {
+		return Issued{}, err
+	}
+	iss, err := a.create(ctx, next, func(t store.Token) error {
+		return a.cfg.Store.RotateToken(ctx, old.ID, now.Add(grace), t)
+	})
+	if err == nil {
+		a.invalidate(old.ID)
+	}
+	return iss, err
+}
+
+// Authenticate checks a token text (admin or contractor) and returns its
+// record and scopes. The record comes from an in-memory cache that every
+// revocation, rotation and offboarding through this Authority invalidates
+// at once. Every failure is an *Error whose reason is one of the gateway's
+// contract words; the message never contains the token text.
+func (a *Authority) Authenticate(ctx context.Context, text string) (store.Token, scope.Set, error) {
+	p, err := token.Parse(text)
+	if err != nil {
+		return store.Token{}, nil, &Error{Reason: ReasonMalformed, Msg: "malformed token", Err: err}
+	}
+	now := a.cfg.Now()
+	e := a.cache.get(p.ID, now)
+	if e == nil {
+		if e, err = a.cache.load(ctx, a.cfg.Store, p.ID, now); errors.Is(err, store.ErrNotFound) {
+			return store.Token{}, nil, refuse(ReasonUnknown, "unknown token")
+		} else if err != nil {
+			return store.Token{}, nil, err
+		}
+	}
+	if !token.Verify(p, e.tok.Hash) {
+		return store.Token{}, nil, refuse(ReasonUnknown, "unknown token")
+	}
+	switch {
+	case !e.tok.RevokedAt.IsZero():
+		return store.Token{}, nil, refuse(ReasonRevoked, "token %s is revoked", p.ID)
+	case !now.Before(e.tok.ExpiresAt):
+		return store.Token{}, nil, refuse(ReasonExpired, "token %s has expired", p.ID)
+	case e.disabled:
+		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q is disabled", e.tok.Contractor)
+	case !e.tok.Admin && !now.Before(e.until):
+		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q's engagement has ended", e.tok.Contractor)
+	}
+	return e.tok, e.scopes, nil
+}

@@ -1,0 +1,221 @@
+// Package adminapi implements latchkey's admin REST API: JSON over HTTP
+// under /v1/, authenticated by admin (lka_) tokens whose own admin scopes
+// are enforced per route, plus the OpenAPI 3 document at /v1/openapi.json
+// generated from the same route table, and a Go client.
+//
+// What a client sees (Problem: a reason word and one line) is kept apart
+// from what is logged (the full error). Internal errors are logged and
+// answered with reason "internal" and no detail.
+package adminapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"latchkey/internal/access"
+	"latchkey/internal/scope"
+	"latchkey/internal/store"
+	"latchkey/internal/usage"
+)
+
+// MaxBody caps every request body.
+const MaxBody = 64 << 10
+
+// Config configures the admin API handler.
+type Config struct {
+	// Authority applies the rules. Required.
+	Authority *access.Authority
+	// Usage records admin token use off the request path. Optional.
+	Usage *usage.Recorder
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Log is the application log. Default slog.Default().
+	Log *slog.Logger
+}
+
+// Server serves the admin API.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns the admin API handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Authority == nil {
+		return nil, errors.New("adminapi: Authority is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	for _, rt := range s.routes() {
+		s.mux.Handle(rt.Method+" "+rt.Path, s.authorize(rt))
+	}
+	doc, err := json.Marshal(openAPI(s.routes()))
+	if err != nil {
+		return nil, err
+	}
+	s.mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(doc)
+	})
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+// caller is the authenticated admin making a request.
+type caller struct {
+	tok    store.Token
+	scopes scope.Set
+}
+
+func (c caller) actor() access.Actor { return access.Actor{TokenID: c.tok.ID, Scopes: c.scopes} }
+
+// handler is a route's body: it returns the status and value to encode,
+// or an error.
+type handler func(ctx context.Context, c caller, r *http.Request) (int, any, error)
+
+// authorize authenticates the admin token and checks the route's scope
+// before calling the route. Deny by default: a route without a scope is a
+// programming error caught by tests.
+func (s *Server) authorize(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		text, ok := bearer(r)
+		if !ok {
+			writeProblem(w, http.StatusUnauthorized, "token_missing", "an admin token is required: Authorization: Bearer lka_...")
+			return
+		}
+		tok, set, err := s.cfg.Authority.Authenticate(r.Context(), text)
+		var refused *access.Error
+		if errors.As(err, &refused) {
+			// Refusals of the caller's own token are 401 whatever the reason.
+			writeProblem(w, http.StatusUnauthorized, refused.Reason, refused.Msg)
+			return
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !tok.Admin {
+			writeProblem(w, http.StatusForbidden, access.ReasonForbidden, "a contractor token cannot use the admin API")
+			return
+		}
+		if s.cfg.Usage != nil {
+			s.cfg.Usage.Record(tok.ID, "", s.cfg.Now())
+		}
+		if rt.Resource != "" && !set.AllowsAdmin(rt.Resource, rt.Action) {
+			writeProblem(w, http.StatusForbidden, access.ReasonForbidden,
+				fmt.Sprintf("this token lacks scope admin:%s:%s", rt.Resource, rt.Action))
+			return
+		}
+		status, v, err := rt.handle(r.Context(), caller{tok, set}, r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, status, v)
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, text, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || text == "" {
+		return "", false
+	}
+	return text, true
+}
+
+// statusOf maps refusal reasons to HTTP statuses.
+var statusOf = map[string]int{
+	access.ReasonInvalid:            http.StatusBadRequest,
+	access.ReasonTTLMissing:         http.StatusBadRequest,
+	access.ReasonTTLTooLong:         http.StatusBadRequest,
+	access.ReasonNotFound:           http.StatusNotFound,
+	access.ReasonConflict:           http.StatusConflict,
+	access.ReasonRevoked:            http.StatusConflict,
+	access.ReasonExpired:            http.StatusConflict,
+	access.ReasonForbidden:          http.StatusForbidden,
+	access.ReasonScopeNotCovered:    http.StatusForbidden,
+	access.ReasonPastEngagement:     http.StatusForbidden,
+	access.ReasonPastGrant:          http.StatusForbidden,
+	access.ReasonContractorDisabled: http.StatusForbidden,
+	access.ReasonEngagementEnded:    http.StatusForbidden,
+	access.ReasonMalformed:          http.StatusUnauthorized,
+	access.ReasonUnknown:            http.StatusUnauthorized,
+	"body_too_large":               http.StatusRequestEntityTooLarge,
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *access.Error
+	if !errors.As(err, &e) {
+		s.cfg.Log.Error("admin API internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeProblem(w, http.StatusInternalServerError, "internal", "internal error; see the server log")
+		return
+	}
+	status := statusOf[e.Reason]
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	writeProblem(w, status, e.Reason, e.Msg)
+}
+
+func writeProblem(w http.ResponseWriter, status int, reason, msg string) {
+	writeJSON(w, status, Problem{Error: reason, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"error":"internal","message":"failed to encode reply"}` + "\n")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// decode reads a JSON body strictly: size-capped, no unknown fields, one
+// value and nothing after it.
+func decode(r *http.Request, v any) error {
+	body := http.MaxBytesReader(nil, r.Body, MaxBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &access.Error{Reason: "body_too_large", Msg: fmt.Sprintf("request body exceeds %d bytes", MaxBody)}
+		}
+		if errors.Is(err, io.EOF) {
+			return &access.Error{Reason: access.ReasonInvalid, Msg: "request body is empty: want a JSON object"}
+		}
+		return &access.Error{Reason: access.ReasonInvalid, Msg: "invalid JSON body: " + err.Error()}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &access.Error{Reason: access.ReasonInvalid, Msg: "invalid JSON body: trailing data after the object"}
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+// Package server assembles a latchkey process from its data directory:
+// the store, the sealing key, the rules (package access), usage batching
+// and the admin API listener, with graceful shutdown.
+//
+// The data directory (mode 0700) holds:
+//
+//	latchkey.db    the SQLite store (plus -wal and -shm files); only hashes
+//	               of tokens and sealed credentials, never a secret
+//	seal.key       32-byte AES-256-GCM key for service credentials, 0600
+//	admin.url      the admin API base URL while serve runs
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"latchkey/internal/access"
+	"latchkey/internal/adminapi"
+	"latchkey/internal/scope"
+	"latchkey/internal/seal"
+	"latchkey/internal/store/sqlite"
+	"latchkey/internal/usage"
+)
+
+// File names inside the data directory.
+const (
+	dbFile   = "latchkey.db"
+	keyFile  = "seal.key"
+	addrFile = "admin.url"
+)
+
+// DefaultAdminAddr is where the admin API listens when Config.AdminAddr is empty.
+const DefaultAdminAddr = "127.0.0.1:7370"
+
+// ErrInitialized is returned by Init for a data directory that already
+// holds a store.
+var ErrInitialized = errors.New("data directory is already initialized")
+
+// Config configures Run.
+type Config struct {
+	// DataDir is the data directory. Required.
+	DataDir string
+	// AdminAddr is the admin API listen address. Default DefaultAdminAddr.
+	AdminAddr string
+	// MaxTTL is the longest token lifetime. Default access.DefaultMaxTTL.
+	MaxTTL time.Duration
+	// Log is the application log. Default: text on stderr.
+	Log *slog.Logger
+}
+
+// initActor is the actor recorded for what init creates.
+var initActor = access.Actor{TokenID: "init", Scopes: scope.Set{scope.MustParse("admin:*")}}
+
+// Init creates dataDir with an empty store and keys and returns the first
+// admin token (scopes admin:*), expiring after ttl (0: the max TTL).
+func Init(ctx context.Context, dataDir string, ttl time.Duration) (text string, expires time.Time, err error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", time.Time{}, fmt.Errorf("failed to create data directory: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, dbFile)); err == nil {
+		return "", time.Time{}, fmt.Errorf("%s: %w", dataDir, ErrInitialized)
+	}
+	a, closeFn, err := open(ctx, dataDir, 0, nil)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	defer closeFn()
+	if ttl == 0 {
+		ttl = a.MaxTTL()
+	}
+	iss, err := a.Issue(ctx, initActor, access.IssueRequest{Admin: true, Scopes: []string{"admin:*"}, TTL: ttl, Note: "created by init"})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("failed to issue the first admin token: %w", err)
+	}
+	return iss.Text, iss.Token.ExpiresAt, nil
+}
+
+// open opens the store and key of dataDir and builds an Authority.
+func open(ctx context.Context, dataDir string, maxTTL time.Duration, log *slog.Logger) (*access.Authority, func() error, error) {
+	key, err := seal.LoadOrCreateKey(filepath.Join(dataDir, keyFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	box, err := seal.New(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dataDir, dbFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := access.New(access.Config{Store: st, Box: box, MaxTTL: maxTTL, Log: log})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, st.Close, nil
+}
+
+// Run initialises cfg.DataDir if it holds no store (printing the first
+// admin token once to stdout), serves the admin API until ctx is done,
+// then drains in-flight requests and flushes usage before returning.
+func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
+	if cfg.DataDir == "" {
+		return errors.New("a data directory is required (--data)")
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = DefaultAdminAddr
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if err := firstRun(ctx, cfg.DataDir, stdout); err != nil {
+		return err
+	}
+	a, closeStore, err := open(ctx, cfg.DataDir, cfg.MaxTTL, cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	return serve(ctx, cfg, a, stdout)
+}
+
+// firstRun initialises an empty data directory, printing the admin token.
+func firstRun(ctx context.Context, dataDir string, stdout io.Writer) error {
+	_, err := os.Stat(filepath.Join(dataDir, dbFile))
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	text, exp, err := Init(ctx, dataDir, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "latchkey: initialized %s\nlatchkey: first admin token (shown once, expires %s):\n%s\n",
+		dataDir, exp.Format(time.RFC3339), text)
+	return nil
+}
+
+func serve(ctx context.Context, cfg Config, a *access.Authority, stdout io.Writer) error {
+	rec := usage.New(usage.Config{Store: a.Store(), Log: cfg.Log})
+	api, err := adminapi.New(adminapi.Config{Authority: a, Usage: rec, Log: cfg.Log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s: %w", cfg.AdminAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+	url := "http://" + ln.Addr().String()
+	addrPath := filepath.Join(cfg.DataDir, addrFile)
+	if err := os.WriteFile(addrPath, []byte(url+"\n"), 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("failed to write %s: %w", addrPath, err)
+	}
+	defer os.Remove(addrPath)
+	fmt.Fprintf(stdout, "latchkey: admin API listening on %s\n", url)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		rec.Close(context.Background())
+		return fmt.Errorf("admin API stopped: %w", err)
+	case <-ctx.Done():
+	}
+	cfg.Log.Info("shutting down: draining requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if ferr := rec.Close(sctx); ferr != nil {
+		cfg.Log.Error("final usage flush failed", "err", ferr)
+	}
+	return err
+}
