@@ -19,7 +19,7 @@ func openAPI(routes []route) map[string]any {
 			"operationId": operationID(rt),
 			"responses": map[string]any{
 				strconv.Itoa(rt.Status): map[string]any{"description": "success", "content": jsonContent(ref(rt.Reply, schemas))},
-				"default":       map[string]any{"description": "refusal", "content": jsonContent(map[string]any{"$ref": "#/components/schemas/Problem"})},
+				"default":               map[string]any{"description": "refusal", "content": jsonContent(map[string]any{"$ref": "#/components/schemas/Problem"})},
 			},
 			"security": []any{map[string]any{"adminToken": []string{}}},
 		}

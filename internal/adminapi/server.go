@@ -163,7 +163,7 @@ var statusOf = map[string]int{
 	access.ReasonEngagementEnded:    http.StatusForbidden,
 	access.ReasonMalformed:          http.StatusUnauthorized,
 	access.ReasonUnknown:            http.StatusUnauthorized,
-	"body_too_large":               http.StatusRequestEntityTooLarge,
+	"body_too_large":                http.StatusRequestEntityTooLarge,
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
