@@ -33,6 +33,7 @@ const (
 	ReasonContractorDisabled = "contractor_disabled"
 	ReasonEngagementEnded    = "engagement_ended"
 	ReasonRevoked            = "token_revoked"
+	ReasonGrantRevoked       = "grant_revoked"
 	ReasonExpired            = "token_expired"
 	ReasonMalformed          = "token_malformed"
 	ReasonUnknown            = "token_unknown"

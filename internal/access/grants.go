@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -63,6 +64,9 @@ func (a *Authority) Grants(ctx context.Context, contractor string, live bool) ([
 // own expiry: revoke them, or offboard, to cut access at once.
 func (a *Authority) RevokeGrant(ctx context.Context, by Actor, id int64) error {
 	err := a.cfg.Store.RevokeGrant(ctx, id, by.TokenID, a.now())
+	if errors.Is(err, store.ErrRevoked) {
+		return &Error{Reason: ReasonGrantRevoked, Msg: fmt.Sprintf("grant %d is already revoked", id), Err: err}
+	}
 	return storeErr(err, fmt.Sprintf("grant %d", id))
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
+	"latchkey/internal/timespec"
 	"latchkey/internal/token"
 )
 
@@ -88,7 +89,8 @@ func (a *Authority) checkTTL(ttl time.Duration) error {
 	case ttl < time.Second:
 		return refuse(ReasonInvalid, "ttl %v is shorter than one second", ttl)
 	case ttl > a.cfg.MaxTTL:
-		return refuse(ReasonTTLTooLong, "ttl %v exceeds the server's maximum token lifetime %v", ttl, a.cfg.MaxTTL)
+		return refuse(ReasonTTLTooLong, "ttl %s exceeds the server's maximum token lifetime %s",
+			timespec.Format(ttl), timespec.Format(a.cfg.MaxTTL))
 	}
 	return nil
 }
@@ -263,7 +265,8 @@ func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.
 	case grace < 0:
 		return Issued{}, refuse(ReasonInvalid, "grace %v is negative", grace)
 	case grace > a.cfg.MaxTTL:
-		return Issued{}, refuse(ReasonTTLTooLong, "grace %v exceeds the server's maximum token lifetime %v", grace, a.cfg.MaxTTL)
+		return Issued{}, refuse(ReasonTTLTooLong, "grace %s exceeds the server's maximum token lifetime %s",
+			timespec.Format(grace), timespec.Format(a.cfg.MaxTTL))
 	}
 	ttl := min(old.ExpiresAt.Sub(old.CreatedAt), a.cfg.MaxTTL)
 	next := old

@@ -171,6 +171,7 @@ var statusOf = map[string]int{
 	access.ReasonNotFound:           http.StatusNotFound,
 	access.ReasonConflict:           http.StatusConflict,
 	access.ReasonRevoked:            http.StatusConflict,
+	access.ReasonGrantRevoked:       http.StatusConflict,
 	access.ReasonExpired:            http.StatusConflict,
 	access.ReasonForbidden:          http.StatusForbidden,
 	access.ReasonScopeNotCovered:    http.StatusForbidden,

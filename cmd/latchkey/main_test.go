@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain makes the test binary double as the latchkey command, so that
+// the transcripts run the real main: "exec latchkey ..." in a script.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){"latchkey": main})
+}
+
+// TestScripts runs the CLI transcripts in testdata/script. Each one drives
+// the real binary against a real server started in the background.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		Setup: func(env *testscript.Env) error {
+			// Nothing of the developer's environment leaks into a script.
+			env.Setenv("LATCHKEY_ADDR", "")
+			env.Setenv("LATCHKEY_TOKEN", "")
+			// Under -race, each latchkey process would otherwise sleep
+			// 1 s at exit; races are still reported (exit status 66).
+			gorace := os.Getenv("GORACE")
+			if gorace == "" {
+				gorace = "atexit_sleep_ms=0"
+			}
+			env.Setenv("GORACE", gorace)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitserve": cmdWaitserve,
+			"envfile":   cmdEnvfile,
+			"envre":     cmdEnvre,
+			"nosecret":  cmdNosecret,
+			"status":    cmdStatus,
+		},
+	})
+}
+
+// cmdWaitserve: waitserve DIR
+//
+// waits up to 10 s for DIR/admin.url, written by "latchkey serve" once it
+// listens, and sets LATCHKEY_ADDR to the URL it holds.
+func cmdWaitserve(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitserve DIR")
+	}
+	path := filepath.Join(ts.MkAbs(args[0]), "admin.url")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if url := strings.TrimSpace(string(b)); err == nil && strings.HasSuffix(string(b), "\n") && url != "" {
+			ts.Setenv("LATCHKEY_ADDR", url)
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 10s", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cmdStatus: status N PROGRAM [ARGS...]
+//
+// runs PROGRAM like exec and fails unless its exit status is exactly N;
+// stdout and stderr are then those of PROGRAM.
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: status N PROGRAM [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+}
+
+// cmdEnvfile: envfile NAME FILE
+//
+// sets the variable NAME to the content of FILE ("stdout" and "stderr"
+// mean those of the last exec) with surrounding white space trimmed. It
+// fails if that is empty.
+func cmdEnvfile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: envfile NAME FILE")
+	}
+	v := strings.TrimSpace(ts.ReadFile(args[1]))
+	if v == "" {
+		ts.Fatalf("%s is empty", args[1])
+	}
+	ts.Setenv(args[0], v)
+}
+
+// cmdEnvre: envre NAME FILE REGEXP
+//
+// sets the variable NAME to the first submatch of REGEXP (multi-line mode,
+// as in stdout) in FILE ("stdout" and "stderr" mean those of the last
+// exec). It fails if REGEXP does not match.
+func cmdEnvre(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: envre NAME FILE REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[2])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile(args[1]))
+	if len(m) < 2 {
+		ts.Fatalf("%s does not match %s (with a submatch)", args[1], args[2])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// tokenText matches the text of a latchkey token (package token's Pattern).
+var tokenText = regexp.MustCompile(`\blka?_[0-9A-Za-z]{50}\b`)
+
+// secret is one byte string nosecret looks for, and what to call it in a
+// failure (never the secret itself).
+type secret struct {
+	name, text string
+}
+
+// cmdNosecret: nosecret DIR FILE...
+//
+// fails if any file under DIR (recursively, whatever its kind: SQLite
+// database, -wal and -shm files, keys, logs) contains, as plain bytes, any
+// secret listed in the FILEs. The secrets of a FILE are the latchkey token
+// texts in it, wherever they appear (a bare token, JSON output), or if it
+// holds none, each of its non-empty lines (a credential value). For a
+// token, both its whole text and its secret part alone are looked for.
+// Each FILE must yield a secret, so that the check is never vacuous.
+// "! nosecret" succeeds only if some secret is found.
+func cmdNosecret(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: nosecret DIR FILE...")
+	}
+	var secrets []secret
+	for _, f := range args[1:] {
+		found := secretsIn(f, ts.ReadFile(f))
+		if len(found) == 0 {
+			ts.Fatalf("%s lists no secret", f)
+		}
+		secrets = append(secrets, found...)
+	}
+	var hits []string
+	err := filepath.WalkDir(ts.MkAbs(args[0]), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s.text)) {
+				hits = append(hits, s.name+" in "+path)
+			}
+		}
+		return nil
+	})
+	ts.Check(err)
+	switch {
+	case len(hits) > 0 && !neg:
+		ts.Fatalf("secrets in plain text: %s", strings.Join(hits, "; "))
+	case len(hits) == 0 && neg:
+		ts.Fatalf("no secret found under %s", args[0])
+	}
+	ts.Logf("checked %d secrets", len(secrets))
+}
+
+// secretsIn returns the secrets listed in the content of file f: see
+// cmdNosecret. A token's secret part is the 32 characters after its prefix
+// and 12-character id, before its 6-character checksum (package token).
+func secretsIn(f, content string) []secret {
+	var out []secret
+	for i, t := range tokenText.FindAllString(content, -1) {
+		_, body, _ := strings.Cut(t, "_")
+		name := fmt.Sprintf("token %d of %s", i+1, f)
+		out = append(out, secret{name, t}, secret{"secret part of " + name, body[12 : 12+32]})
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for i, line := range strings.Split(content, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, secret{fmt.Sprintf("line %d of %s", i+1, f), line})
+		}
+	}
+	return out
+}
+
+// TestSecretsIn checks what nosecret looks for: whole token texts and
+// their secret parts, or else each line.
+func TestSecretsIn(t *testing.T) {
+	const tok = "lk_0123456789ABabcdefghijklmnopqrstuvwxyzABCDEF0aB3dE"
+	got := secretsIn("f", `{"id": "0123456789AB", "token": "`+tok+`"}`)
+	want := []secret{
+		{"token 1 of f", tok},
+		{"secret part of token 1 of f", "abcdefghijklmnopqrstuvwxyzABCDEF"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("secretsIn(json) = %q, want %q", got, want)
+	}
+	got = secretsIn("c", "Bearer x-1\n\n  y-2  \n")
+	want = []secret{{"line 1 of c", "Bearer x-1"}, {"line 3 of c", "y-2"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("secretsIn(lines) = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"latchkey/internal/access"
+	"latchkey/internal/adminapi"
+)
+
+func serviceCmd(g *globals) *cobra.Command {
+	return group("service", "Register and list upstream services", serviceAddCmd(g), serviceListCmd(g))
+}
+
+func serviceAddCmd(g *globals) *cobra.Command {
+	var upstream string
+	var headers []string
+	c := &cobra.Command{
+		Use:   "add NAME --upstream URL [--credential-header 'H: V' ...]",
+		Short: "Register an upstream service",
+		Long: `Register an upstream service. The gateway serves it at /NAME/... and adds each
+--credential-header to the requests it forwards. Credential values are kept
+encrypted and are never shown again by any command.`,
+		Args: cobra.ExactArgs(1),
+	}
+	out := addOutput(c, formatText, formatJSON)
+	c.Flags().StringVar(&upstream, "upstream", "", "upstream base URL, e.g. https://billing.internal")
+	c.Flags().StringArrayVar(&headers, "credential-header", nil, "header the gateway injects, as 'Name: value' (repeatable)")
+	_ = c.MarkFlagRequired("upstream")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		ns := adminapi.NewService{Name: args[0], Upstream: upstream}
+		for _, h := range headers {
+			hd, err := parseHeader(h)
+			if err != nil {
+				return err
+			}
+			ns.CredentialHeaders = append(ns.CredentialHeaders, hd)
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		s, err := cl.AddService(cmd.Context(), ns)
+		if err != nil {
+			return err
+		}
+		if out.json() {
+			return writeJSON(cmd.OutOrStdout(), s)
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "added service %s\n", oneLine(s.Name))
+		return err
+	}
+	return c
+}
+
+func serviceListCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List services (never their credential values)",
+		Args:  cobra.NoArgs,
+	}
+	out := addOutput(c, formatTable, formatJSON)
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		ss, err := cl.Services(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if out.json() {
+			return writeJSON(cmd.OutOrStdout(), nonNil(ss))
+		}
+		t := newTable(cmd.OutOrStdout(), "NAME", "UPSTREAM", "CREDENTIAL HEADERS", "CREATED")
+		for _, s := range ss {
+			t.row(s.Name, s.Upstream, list(s.CredentialHeaders), when(s.CreatedAt))
+		}
+		return t.flush()
+	}
+	return c
+}
+
+// parseHeader parses a --credential-header value "Name: value": the name
+// is what precedes the first colon, the value what follows it, both with
+// surrounding spaces trimmed. The name must be an HTTP field name and the
+// value non-empty without control characters. Errors never contain the
+// value, nor the input when it has no valid name (it may be all secret).
+func parseHeader(s string) (access.Header, error) {
+	name, value, ok := strings.Cut(s, ":")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if !ok || !validFieldName(name) {
+		return access.Header{}, usagef("--credential-header: want 'Name: value' with an HTTP header name before the colon")
+	}
+	if value == "" {
+		return access.Header{}, usagef("--credential-header %s: the value is empty", name)
+	}
+	for _, r := range value {
+		if (r < ' ' && r != '\t') || r == 0x7f {
+			return access.Header{}, usagef("--credential-header %s: the value contains a control character", name)
+		}
+	}
+	return access.Header{Name: name, Value: value}, nil
+}
+
+// validFieldName reports whether s is an HTTP field name (RFC 9110 token).
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,260 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"latchkey/internal/adminapi"
+)
+
+func tokenCmd(g *globals) *cobra.Command {
+	return group("token", "Issue, list, show, revoke and rotate tokens",
+		tokenIssueCmd(g), tokenListCmd(g), tokenShowCmd(g), tokenRevokeCmd(g), tokenRotateCmd(g))
+}
+
+func tokenIssueCmd(g *globals) *cobra.Command {
+	var nt adminapi.NewToken
+	c := &cobra.Command{
+		Use:   "issue [CONTRACTOR] --scope S ... --ttl DURATION [--cidr C ...] [--uses N] [--note T] [--admin]",
+		Short: "Issue a token; prints it once",
+		Long: `Issue a token to CONTRACTOR inside their live grants, or with --admin an admin
+token (no CONTRACTOR) whose admin:... scopes your own token covers.
+
+Every token expires: --ttl (e.g. 8h, 30d) is required, at most the server's
+maximum, and must end within the engagement and the covering grants.
+
+stdout holds only the token text, so that T=$(latchkey token issue ...)
+works. It is shown this once and stored only as a hash.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case nt.Admin && len(args) > 0:
+				return fmt.Errorf("an admin token has no contractor: drop CONTRACTOR or --admin")
+			case !nt.Admin && len(args) != 1:
+				return fmt.Errorf("token issue takes one CONTRACTOR argument (or --admin for an admin token), got %d", len(args))
+			}
+			return nil
+		},
+	}
+	out := addOutput(c, formatText, formatJSON)
+	f := c.Flags()
+	f.StringArrayVar(&nt.Scopes, "scope", nil, "scope of the token, SERVICE:METHODS:PATH (repeatable)")
+	f.StringVar(&nt.TTL, "ttl", "", "lifetime of the token, e.g. 8h or 30d (required)")
+	f.StringArrayVar(&nt.CIDRs, "cidr", nil, "source network allowed to use the token, e.g. 10.0.0.0/8 (repeatable)")
+	f.Int64Var(&nt.Uses, "uses", 0, "maximum number of uses (default unlimited)")
+	f.StringVar(&nt.Note, "note", "", "free text kept with the token")
+	f.BoolVar(&nt.Admin, "admin", false, "issue an admin token (admin:... scopes, no CONTRACTOR)")
+	_ = c.MarkFlagRequired("scope")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 1 {
+			nt.Contractor = args[0]
+		}
+		if err := checkIssue(cmd, nt); err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		it, err := cl.IssueToken(cmd.Context(), nt)
+		if err != nil {
+			return err
+		}
+		return printIssued(cmd, out, it, "")
+	}
+	return c
+}
+
+// checkIssue refuses malformed --ttl, --uses and --cidr values before any
+// request. A missing --ttl is left to the server to refuse.
+func checkIssue(cmd *cobra.Command, nt adminapi.NewToken) error {
+	if err := checkDuration("ttl", nt.TTL); err != nil {
+		return err
+	}
+	if cmd.Flags().Changed("uses") && nt.Uses < 1 {
+		return usagef("--uses %d: want a positive number of uses", nt.Uses)
+	}
+	for _, c := range nt.CIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return usagef("--cidr %q: want an address/prefix like 10.0.0.0/8", trunc(c))
+		}
+	}
+	return nil
+}
+
+// printIssued prints a new token: its text alone on stdout and a reminder
+// (id, owner, expiry; never the secret) on stderr, or the whole IssuedToken
+// as JSON. old is the id of the token it replaces, if any.
+func printIssued(cmd *cobra.Command, out *output, it adminapi.IssuedToken, old string) error {
+	if out.json() {
+		return writeJSON(cmd.OutOrStdout(), it)
+	}
+	if _, err := fmt.Fprintln(cmd.OutOrStdout(), it.Token); err != nil {
+		return err
+	}
+	hint := "issued admin token " + it.ID
+	if it.Contractor != "" {
+		hint = "issued token " + it.ID + " for " + oneLine(it.Contractor)
+	}
+	if old != "" {
+		hint += " replacing " + old
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s, expires %s; it is shown only this once\n", hint, when(it.ExpiresAt))
+	return nil
+}
+
+func tokenListCmd(g *globals) *cobra.Command {
+	var contractor string
+	var active bool
+	c := &cobra.Command{
+		Use:   "list [--contractor C] [--active]",
+		Short: "List tokens: ids, contractor, scopes, expiry, last use",
+		Args:  cobra.NoArgs,
+	}
+	out := addOutput(c, formatTable, formatJSON)
+	c.Flags().StringVar(&contractor, "contractor", "", "only this contractor's tokens")
+	c.Flags().BoolVar(&active, "active", false, "only tokens neither revoked nor expired")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		ts, err := cl.Tokens(cmd.Context(), contractor, active)
+		if err != nil {
+			return err
+		}
+		if out.json() {
+			return writeJSON(cmd.OutOrStdout(), nonNil(ts))
+		}
+		return tokenTable(cmd.OutOrStdout(), ts)
+	}
+	return c
+}
+
+// tokenTable writes token records as a table.
+func tokenTable(w io.Writer, ts []adminapi.Token) error {
+	t := newTable(w, "ID", "KIND", "CONTRACTOR", "STATE", "EXPIRES", "LAST USED", "SCOPES")
+	for _, tk := range ts {
+		t.row(tk.ID, tk.Kind, tk.Contractor, tk.State, when(tk.ExpiresAt), whenPtr(tk.LastUsedAt), list(tk.Scopes))
+	}
+	return t.flush()
+}
+
+func tokenShowCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one token record (never its secret)",
+		Args:  cobra.ExactArgs(1),
+	}
+	out := addOutput(c, formatTable, formatJSON)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := tokenID(args[0])
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		tk, err := cl.ShowToken(cmd.Context(), id)
+		if err != nil {
+			return err
+		}
+		if out.json() {
+			return writeJSON(cmd.OutOrStdout(), tk)
+		}
+		return showToken(cmd.OutOrStdout(), tk)
+	}
+	return c
+}
+
+func showToken(w io.Writer, tk adminapi.Token) error {
+	uses := strconv.FormatInt(tk.Uses, 10)
+	if tk.MaxUses > 0 {
+		uses += " of " + strconv.FormatInt(tk.MaxUses, 10)
+	}
+	return fields(w,
+		[2]string{"ID", tk.ID},
+		[2]string{"KIND", tk.Kind},
+		[2]string{"CONTRACTOR", tk.Contractor},
+		[2]string{"STATE", tk.State},
+		[2]string{"SCOPES", list(tk.Scopes)},
+		[2]string{"EXPIRES", when(tk.ExpiresAt)},
+		[2]string{"CIDRS", list(tk.CIDRs)},
+		[2]string{"USES", uses},
+		[2]string{"NOTE", tk.Note},
+		[2]string{"CREATED", when(tk.CreatedAt)},
+		[2]string{"CREATED BY", tk.CreatedBy},
+		[2]string{"LAST USED", whenPtr(tk.LastUsedAt)},
+		[2]string{"REVOKED", whenPtr(tk.RevokedAt)},
+		[2]string{"REVOKED BY", tk.RevokedBy},
+		[2]string{"PARENT", tk.Parent},
+	)
+}
+
+func tokenRevokeCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke one token, at once",
+		Args:  cobra.ExactArgs(1),
+	}
+	out := addOutput(c, formatText, formatJSON)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := tokenID(args[0])
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		res, err := cl.RevokeToken(cmd.Context(), id)
+		if err != nil {
+			return err
+		}
+		if out.json() {
+			return writeJSON(cmd.OutOrStdout(), res)
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", id)
+		return err
+	}
+	return c
+}
+
+func tokenRotateCmd(g *globals) *cobra.Command {
+	var r adminapi.Rotation
+	c := &cobra.Command{
+		Use:   "rotate ID [--grace DURATION]",
+		Short: "Issue a successor with the same scopes; the old token ends after the grace",
+		Long: `Issue a successor of token ID with the same scopes, sources, use limit and
+lifetime, checked again against today's grants and engagement. The old token
+keeps working for --grace (default: it ends at once).
+
+stdout holds only the new token text; it is shown this once.`,
+		Args: cobra.ExactArgs(1),
+	}
+	out := addOutput(c, formatText, formatJSON)
+	c.Flags().StringVar(&r.Grace, "grace", "", "how long the old token keeps working, e.g. 1h (default 0: ends at once)")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := tokenID(args[0])
+		if err != nil {
+			return err
+		}
+		if err := checkDuration("grace", r.Grace); err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		it, err := cl.RotateToken(cmd.Context(), id, r)
+		if err != nil {
+			return err
+		}
+		return printIssued(cmd, out, it, id)
+	}
+	return c
+}
