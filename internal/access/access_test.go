@@ -42,26 +42,34 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "latchkey.db"))
+	e, err := openEnv(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { e.st.Close() })
+	return e
+}
+
+// openEnv opens a store and an Authority in dir, at a fixed time.
+func openEnv(dir string) (*env, error) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "latchkey.db"))
+	if err != nil {
+		return nil, err
+	}
 	key, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	box, err := seal.New(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	c := &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	a, err := access.New(access.Config{Store: st, Box: box, Now: c.Now})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &env{a: a, st: st, clock: c}
+	return &env{a: a, st: st, clock: c}, nil
 }
 
 // seed adds service billing, contractor alice (60 days) with a grant

@@ -2,10 +2,13 @@ package access_test
 
 import (
 	"context"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"latchkey/internal/access"
+	"latchkey/internal/store/storetest"
 )
 
 // BenchmarkAuthenticate measures token parse + checksum + cache lookup +
@@ -66,4 +69,65 @@ func BenchmarkIssue(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// The report benchmarks share one store seeded once with
+// storetest.Sizing (10,000 contractors, 100,000 tokens), through the
+// store's public API. Target: <= 200 ms per report.
+var (
+	seedOnce sync.Once
+	seedEnv  *env
+	seedErr  error
+	seedNow  = time.Date(2031, time.March, 4, 12, 0, 0, 0, time.UTC)
+)
+
+func seeded(b *testing.B) *env {
+	seedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "latchkey-access-bench-")
+		if err != nil {
+			seedErr = err
+			return
+		}
+		seedEnv, seedErr = openEnv(dir)
+		if seedErr == nil {
+			seedEnv.clock.t = seedNow
+			seedErr = storetest.Seed(context.Background(), seedEnv.st, seedNow, storetest.Sizing)
+		}
+	})
+	if seedErr != nil {
+		b.Fatal(seedErr)
+	}
+	return seedEnv
+}
+
+func BenchmarkActiveReport(b *testing.B) {
+	e := seeded(b)
+	for b.Loop() {
+		if _, err := e.a.ActiveReport(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAccessReport(b *testing.B) {
+	e := seeded(b)
+	for b.Loop() {
+		if _, err := e.a.AccessReport(b.Context(), ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnusedReport(b *testing.B) {
+	e := seeded(b)
+	var toks, scopes int
+	for b.Loop() {
+		t, s, err := e.a.Unused(b.Context(), 30*24*time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		toks, scopes = len(t), len(s)
+	}
+	b.ReportMetric(float64(toks), "tokens")
+	b.ReportMetric(float64(scopes), "scopes")
 }

@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"time"
 
 	"latchkey/internal/scope"
@@ -29,24 +31,30 @@ type UnusedScope struct {
 	Contractor string
 	GrantID    int64
 	Scope      string
-	LastUsedAt time.Time // last use by a token scope it covers; zero if none recorded
 }
 
 // Unused lists live contractor tokens not used for idle, and scopes of
 // live grants (older than idle) that no token of the contractor used
-// within idle: both are candidates for revocation.
+// within idle: both are candidates for revocation. The two halves are
+// read concurrently, on separate read connections.
 func (a *Authority) Unused(ctx context.Context, idle time.Duration) ([]store.UnusedToken, []UnusedScope, error) {
 	if idle <= 0 {
 		return nil, nil, refuse(ReasonInvalid, "--idle must be a positive duration, got %v", idle)
 	}
 	now := a.now()
 	cutoff := now.Add(-idle)
-	toks, err := a.cfg.Store.UnusedTokens(ctx, cutoff, now)
-	if err != nil {
+	var (
+		toks []store.UnusedToken
+		terr error
+		wg   sync.WaitGroup
+	)
+	wg.Go(func() { toks, terr = a.cfg.Store.UnusedTokens(ctx, cutoff, now) })
+	scopes, serr := a.unusedScopes(ctx, cutoff, now)
+	wg.Wait()
+	if err := errors.Join(terr, serr); err != nil {
 		return nil, nil, err
 	}
-	scopes, err := a.unusedScopes(ctx, cutoff, now)
-	return toks, scopes, err
+	return toks, scopes, nil
 }
 
 func (a *Authority) unusedScopes(ctx context.Context, cutoff, now time.Time) ([]UnusedScope, error) {
@@ -54,48 +62,44 @@ func (a *Authority) unusedScopes(ctx context.Context, cutoff, now time.Time) ([]
 	if err != nil {
 		return nil, err
 	}
-	uses, err := a.cfg.Store.ScopeUses(ctx, time.Time{})
+	uses, err := a.cfg.Store.ScopeUses(ctx, cutoff)
 	if err != nil {
 		return nil, err
 	}
-	byContractor := make(map[string][]store.ScopeUse)
+	// The scopes each contractor's tokens used within the window, parsed once.
+	used := make(map[string][]scope.Scope)
 	for _, u := range uses {
-		byContractor[u.Contractor] = append(byContractor[u.Contractor], u)
+		if s, err := scope.Parse(u.Scope); err == nil {
+			used[u.Contractor] = append(used[u.Contractor], s)
+		}
 	}
 	var out []UnusedScope
 	for _, g := range grants {
 		if g.CreatedAt.After(cutoff) {
 			continue
 		}
-		for _, s := range g.Scopes {
-			last, err := lastUse(s, byContractor[g.Contractor])
-			if err != nil {
-				return nil, err
-			}
-			if !last.After(cutoff) {
-				out = append(out, UnusedScope{Contractor: g.Contractor, GrantID: g.ID, Scope: s, LastUsedAt: last})
+		for _, gs := range g.Scopes {
+			if !anyCovered(gs, used[g.Contractor]) {
+				out = append(out, UnusedScope{Contractor: g.Contractor, GrantID: g.ID, Scope: gs})
 			}
 		}
 	}
 	return out, nil
 }
 
-// lastUse is the latest use among the token scopes that grant scope gs covers.
-func lastUse(gs string, uses []store.ScopeUse) (time.Time, error) {
-	var last time.Time
-	if len(uses) == 0 {
-		return last, nil
+// anyCovered reports whether grant scope gs covers one of the used scopes.
+func anyCovered(gs string, used []scope.Scope) bool {
+	if len(used) == 0 {
+		return false
 	}
 	g, err := scope.Parse(gs)
 	if err != nil {
-		return last, err
+		return false
 	}
-	for _, u := range uses {
-		if u.LastUsedAt.After(last) {
-			if s, err := scope.Parse(u.Scope); err == nil && g.Covers(s) {
-				last = u.LastUsedAt
-			}
+	for _, u := range used {
+		if g.Covers(u) {
+			return true
 		}
 	}
-	return last, nil
+	return false
 }

@@ -284,7 +284,7 @@ func (s *Server) reportUnused(ctx context.Context, c caller, r *http.Request) (i
 		out.Tokens = append(out.Tokens, toToken(t.Token, now))
 	}
 	for _, u := range scopes {
-		out.Scopes = append(out.Scopes, UnusedScope{u.Contractor, u.GrantID, u.Scope, optTime(u.LastUsedAt)})
+		out.Scopes = append(out.Scopes, UnusedScope{u.Contractor, u.GrantID, u.Scope})
 	}
 	return 200, out, nil
 }

@@ -177,10 +177,9 @@ type AccessRow struct {
 // UnusedScope is a granted scope no token of the contractor used within
 // the idle window.
 type UnusedScope struct {
-	Contractor string     `json:"contractor"`
-	GrantID    int64      `json:"grant_id"`
-	Scope      string     `json:"scope"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	Contractor string `json:"contractor"`
+	GrantID    int64  `json:"grant_id"`
+	Scope      string `json:"scope"`
 }
 
 // UnusedReport is the reply to GET /v1/reports/unused.

@@ -113,9 +113,9 @@ func unusedTables(cmd *cobra.Command, rep adminapi.UnusedReport) error {
 		return err
 	}
 	fmt.Fprintf(w, "\nGranted scopes unused for %s:\n", oneLine(rep.Idle))
-	t := newTable(w, "CONTRACTOR", "GRANT", "SCOPE", "LAST USED")
+	t := newTable(w, "CONTRACTOR", "GRANT", "SCOPE")
 	for _, s := range rep.Scopes {
-		t.row(s.Contractor, strconv.FormatInt(s.GrantID, 10), s.Scope, whenPtr(s.LastUsedAt))
+		t.row(s.Contractor, strconv.FormatInt(s.GrantID, 10), s.Scope)
 	}
 	return t.flush()
 }

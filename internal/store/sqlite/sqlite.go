@@ -1,0 +1,206 @@
+// Package sqlite implements store.Store on an embedded SQLite database
+// (modernc.org/sqlite, pure Go).
+//
+// # Connections
+//
+// A Store holds two database/sql pools on the same file:
+//
+//   - a write pool of exactly one connection. Every change runs there, in a
+//     transaction begun with BEGIN IMMEDIATE (the driver's _txlock=immediate),
+//     so writers queue in database/sql instead of racing for SQLite's write
+//     lock. Two writers in one process therefore never see SQLITE_BUSY, and a
+//     transaction that reads before it writes can never fail half-way on a
+//     lock upgrade. Another process writing the same file is waited for up to
+//     busy_timeout (5 s).
+//   - a read pool of several connections opened with query_only. In WAL mode
+//     readers never block the writer nor each other, and each read sees the
+//     last committed state. Reads made of several queries run in one read
+//     transaction, so they see a single snapshot.
+//
+// # Durability
+//
+// The database runs with journal_mode=WAL and synchronous=NORMAL. A commit
+// appends to the write-ahead log without fsync; the log is synced at each
+// checkpoint. That keeps every committed transaction across a crash or kill
+// of the application (the data is in the operating system's cache), and the
+// database is never corrupted; only a power loss or operating system crash
+// can roll back the last transactions before the latest checkpoint. This is
+// the durability SQLite recommends for WAL, and it makes a commit cheap
+// enough for thousands of token writes a second.
+//
+// # Stored format
+//
+// Times are INTEGER unix milliseconds in UTC, NULL for the zero time.Time:
+// a stored time comes back as t.Truncate(time.Millisecond).UTC(), and the
+// instant 1970-01-01T00:00:00Z is stored as 0, distinct from zero. Scope
+// and CIDR lists are JSON arrays of strings, NULL when empty; an empty list
+// comes back nil. The schema and the format of every column are documented
+// in migrations/0001_init.sql and the migrations after it.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"latchkey/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// busyTimeout is how long, in milliseconds, a connection waits for a lock
+// held by another process before it gives up with SQLITE_BUSY.
+const busyTimeout = 5000
+
+// mmapSize is how much of the database file, in bytes, a reading
+// connection maps into memory. Reports read most of the tokens table;
+// through the map they read pages in place instead of copying each one in
+// with a system call, and every reader shares the operating system's copy.
+const mmapSize = 256 << 20
+
+// Store is a store.Store backed by one SQLite database file. It is safe for
+// concurrent use.
+type Store struct {
+	w *sql.DB // one connection; every write transaction
+	r *sql.DB // several query_only connections; reads
+}
+
+// Open opens the database at path, creating the file if it does not exist,
+// and brings its schema up to date. It refuses, with an error, a database
+// whose schema is newer than this binary knows.
+func Open(ctx context.Context, path string) (*Store, error) {
+	w, err := openPool(ctx, path, url.Values{
+		"_txlock":       {"immediate"},
+		"_journal_mode": {"WAL"},
+		"_synchronous":  {"NORMAL"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := openPool(ctx, path, url.Values{
+		"_query_only": {"1"},
+		"_pragma":     {fmt.Sprintf("mmap_size(%d)", mmapSize)},
+	})
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	return &Store{w: w, r: r}, nil
+}
+
+// openPool opens a connection pool on path with the settings every
+// connection shares plus extra, and checks that it can connect.
+func openPool(ctx context.Context, path string, extra url.Values) (*sql.DB, error) {
+	q := url.Values{
+		"_busy_timeout": {fmt.Sprint(busyTimeout)},
+		"_foreign_keys": {"on"},
+	}
+	for k, v := range extra {
+		q[k] = v
+	}
+	dsn := (&url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}).String()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes both connection pools.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// write runs fn in a write transaction and commits it if fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// read runs fn in a read-only transaction, so that all its queries see one
+// snapshot.
+func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
+func isUnique(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE ||
+		e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// msec is the stored form of t: unix milliseconds, or NULL for zero.
+func msec(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// bound is t in unix milliseconds for a comparison, truncated like a stored
+// time so that "stored > t" and "stored <= t" keep their meaning.
+func bound(t time.Time) int64 {
+	return t.UnixMilli()
+}
+
+// timeOf is the time.Time a stored millisecond value stands for.
+func timeOf(ms sql.NullInt64) time.Time {
+	if !ms.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms.Int64).UTC()
+}
+
+// norm is t as a store returns it after storing it.
+func norm(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Truncate(time.Millisecond).UTC()
+}
+
+// nonZero refuses a zero revocation time, which would read as "not revoked".
+func nonZero(at time.Time) error {
+	if at.IsZero() {
+		return errors.New("sqlite: revocation time is zero")
+	}
+	return nil
+}
