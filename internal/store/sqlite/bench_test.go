@@ -2,7 +2,7 @@ package sqlite_test
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
