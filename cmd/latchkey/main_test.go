@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +46,7 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitserve": cmdWaitserve,
+			"sigterm":   cmdSigterm,
 			"envfile":   cmdEnvfile,
 			"envre":     cmdEnvre,
 			"nosecret":  cmdNosecret,
@@ -228,4 +230,17 @@ func TestSecretsIn(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("secretsIn(lines) = %q, want %q", got, want)
 	}
+}
+
+// cmdSigterm sends SIGTERM to the process whose pid is in FILE (testscript's
+// own kill knows only INT and KILL).
+func cmdSigterm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sigterm PIDFILE")
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(ts.ReadFile(args[0])))
+	if err != nil {
+		ts.Fatalf("bad pid file: %v", err)
+	}
+	ts.Check(syscall.Kill(pid, syscall.SIGTERM))
 }

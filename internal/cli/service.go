@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -27,17 +29,16 @@ encrypted and are never shown again by any command.`,
 	}
 	out := addOutput(c, formatText, formatJSON)
 	c.Flags().StringVar(&upstream, "upstream", "", "upstream base URL, e.g. https://billing.internal")
-	c.Flags().StringArrayVar(&headers, "credential-header", nil, "header the gateway injects, as 'Name: value' (repeatable)")
+	c.Flags().StringArrayVar(&headers, "credential-header", nil,
+		"header the gateway injects, as 'Name: value', or @FILE / @- to read 'Name: value' lines from a file or stdin, keeping the secret out of argv (repeatable)")
 	_ = c.MarkFlagRequired("upstream")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		ns := adminapi.NewService{Name: args[0], Upstream: upstream}
-		for _, h := range headers {
-			hd, err := parseHeader(h)
-			if err != nil {
-				return err
-			}
-			ns.CredentialHeaders = append(ns.CredentialHeaders, hd)
+		hs, err := readHeaders(cmd.InOrStdin(), headers)
+		if err != nil {
+			return err
 		}
+		ns.CredentialHeaders = hs
 		cl, err := g.client()
 		if err != nil {
 			return err
@@ -81,6 +82,58 @@ func serviceListCmd(g *globals) *cobra.Command {
 		return t.flush()
 	}
 	return c
+}
+
+// maxHeaderFile caps what --credential-header @FILE reads.
+const maxHeaderFile = 64 << 10
+
+// readHeaders parses --credential-header values; a value @FILE (or @- for
+// stdin) stands for the 'Name: value' lines of that file, blank lines
+// skipped, so the secret need not appear on the command line.
+func readHeaders(stdin io.Reader, values []string) ([]access.Header, error) {
+	var out []access.Header
+	for _, v := range values {
+		lines := []string{v}
+		if path, ok := strings.CutPrefix(v, "@"); ok {
+			text, err := readSmall(stdin, path)
+			if err != nil {
+				return nil, err
+			}
+			lines = strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
+		}
+		for _, line := range lines {
+			if v != line && strings.TrimSpace(line) == "" {
+				continue
+			}
+			h, err := parseHeader(line)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// readSmall reads a file (or stdin for "-") of at most maxHeaderFile bytes.
+func readSmall(stdin io.Reader, path string) (string, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", usagef("--credential-header @%s: %v", path, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxHeaderFile+1))
+	if err != nil {
+		return "", fmt.Errorf("--credential-header @%s: %w", path, err)
+	}
+	if len(b) > maxHeaderFile {
+		return "", usagef("--credential-header @%s: larger than %d bytes", path, maxHeaderFile)
+	}
+	return string(b), nil
 }
 
 // parseHeader parses a --credential-header value "Name: value": the name
