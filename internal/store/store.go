@@ -163,6 +163,10 @@ type ScopeUse struct {
 // Store is latchkey's persistent state. Every method is safe for
 // concurrent use. Methods that change several rows do so in one
 // transaction: either all of the change is stored or none of it.
+//
+// Times are kept to the millisecond in UTC: a stored time comes back as
+// t.Truncate(time.Millisecond).UTC(), and the zero time stays zero. The
+// time passed to a revocation (at) must not be zero.
 type Store interface {
 	// CreateContractor stores c; ErrConflict if the name is taken.
 	CreateContractor(ctx context.Context, c Contractor) error
@@ -206,15 +210,17 @@ type Store interface {
 	// already revoked (the first revocation stays as it was).
 	RevokeToken(ctx context.Context, id, by string, at time.Time) error
 	// RotateToken, in one transaction, stores next (whose Parent must be
-	// oldID) and moves the old token's expiry to oldExpiresAt if that is
-	// earlier than its current expiry. ErrNotFound if the old token does
-	// not exist, ErrRevoked if it is revoked, ErrDisabled if its contractor
-	// is disabled.
+	// oldID, else an error) and moves the old token's expiry to
+	// oldExpiresAt if that is earlier than its current expiry. ErrNotFound
+	// if the old token does not exist, ErrDisabled if its contractor is
+	// disabled (checked first: offboarding also revokes), ErrRevoked if it
+	// is revoked; next is checked as CreateToken checks a token.
 	RotateToken(ctx context.Context, oldID string, oldExpiresAt time.Time, next Token) error
 
 	// RecordUse applies a batch of usage: it raises each token's LastUsedAt
 	// (never lowers it), adds Count to Uses, and raises the per-scope
-	// last-use of the token's contractor. Unknown token ids are ignored.
+	// last-use of the token's contractor (admin tokens have none). Unknown
+	// token ids are ignored; a zero At only adds Count.
 	RecordUse(ctx context.Context, uses []Use) error
 
 	// ActiveReport lists contractors holding tokens active at t, ordered
@@ -222,13 +228,13 @@ type Store interface {
 	ActiveReport(ctx context.Context, t time.Time) ([]ActiveRow, error)
 	// AccessReport lists the scopes of grants live at t and of tokens
 	// active at t, for one contractor or (contractor == "") for all,
-	// ordered by contractor, scope, source, id.
+	// ordered by contractor, scope, source, id (ids compared as strings).
 	AccessReport(ctx context.Context, contractor string, t time.Time) ([]AccessRow, error)
 	// UnusedTokens lists contractor tokens active at t that were neither
 	// used nor created after cutoff, ordered by contractor, id.
 	UnusedTokens(ctx context.Context, cutoff, t time.Time) ([]UnusedToken, error)
-	// ScopeUses lists the per-scope last use of every contractor whose
-	// last use is after since, ordered by contractor, scope.
+	// ScopeUses lists the (contractor, scope) last uses that are after
+	// since, ordered by contractor, scope.
 	ScopeUses(ctx context.Context, since time.Time) ([]ScopeUse, error)
 
 	// Close releases the store's resources.
