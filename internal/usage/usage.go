@@ -44,6 +44,7 @@ type Recorder struct {
 	pending map[string]*entry
 	flushMu sync.Mutex // one flush at a time, so batches apply in order
 	stop    chan struct{}
+	stopped sync.Once // closes stop
 	done    chan struct{}
 }
 
@@ -139,9 +140,10 @@ func (r *Recorder) requeue(batch map[string]*entry) {
 	}
 }
 
-// Close stops the loop and flushes what is left.
+// Close stops the loop and flushes what is left. If that flush fails, the
+// batch stays pending and Close may be called again to retry it.
 func (r *Recorder) Close(ctx context.Context) error {
-	close(r.stop)
+	r.stopped.Do(func() { close(r.stop) })
 	<-r.done
 	return r.Flush(ctx)
 }

@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -76,6 +77,12 @@ type Store struct {
 // and brings its schema up to date. It refuses, with an error, a database
 // whose schema is newer than this binary knows.
 func Open(ctx context.Context, path string) (*Store, error) {
+	// The driver takes a file: URI; a relative path would be read as its
+	// authority, so make it absolute first.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	w, err := openPool(ctx, path, url.Values{
 		"_txlock":       {"immediate"},
 		"_journal_mode": {"WAL"},

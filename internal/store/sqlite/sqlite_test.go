@@ -124,3 +124,19 @@ func TestPathWithSpecialCharacters(t *testing.T) {
 		t.Errorf("database not at the literal path: %v", err)
 	}
 }
+
+// TestRelativePath: the README runs serve --data ./latchkey-data.
+func TestRelativePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("data", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.Open(t.Context(), "data/latchkey.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat("data/latchkey.db"); err != nil {
+		t.Fatal(err)
+	}
+}
