@@ -37,6 +37,7 @@ const (
 	ReasonExpired            = "token_expired"
 	ReasonMalformed          = "token_malformed"
 	ReasonUnknown            = "token_unknown"
+	ReasonSourceDenied       = "source_denied"
 )
 
 // Error is a refusal: Reason is the stable word for clients, Msg one line

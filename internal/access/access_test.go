@@ -3,7 +3,10 @@ package access_test
 import (
 	"context"
 	"errors"
+	"hash/crc32"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,19 +203,28 @@ func TestIssueAuthenticateRevoke(t *testing.T) {
 	if got := iss.Token.Scopes; !cmp.Equal(got, []string{"billing:read:/v1/invoices/*"}) {
 		t.Fatalf("scopes not canonical: %v", got)
 	}
-	tok, set, err := e.a.Authenticate(ctx, iss.Text)
+	inside := netip.MustParseAddr("10.1.2.3")
+	tok, set, err := e.a.Authenticate(ctx, iss.Text, inside)
 	if err != nil || tok.ID != iss.Token.ID || len(set) != 1 {
 		t.Fatalf("Authenticate = %v, %v, %v", tok.ID, set, err)
 	}
+	if _, _, err := e.a.Authenticate(ctx, iss.Text, netip.MustParseAddr("::ffff:10.1.9.9")); err != nil {
+		t.Fatalf("IPv4-mapped source inside the CIDR refused: %v", err)
+	}
+	for _, src := range []netip.Addr{{}, netip.MustParseAddr("10.2.0.1"), netip.MustParseAddr("2001:db8::1")} {
+		if _, _, err := e.a.Authenticate(ctx, iss.Text, src); access.ReasonOf(err) != access.ReasonSourceDenied {
+			t.Fatalf("source %v: err = %v, want source_denied", src, err)
+		}
+	}
 	// A token with the right id but another secret is unknown.
 	forged := iss.Text[:len(iss.Text)-40] + strings.Repeat("A", 34)
-	if _, _, err := e.a.Authenticate(ctx, forged); access.ReasonOf(err) == "" {
+	if _, _, err := e.a.Authenticate(ctx, forged, netip.Addr{}); access.ReasonOf(err) == "" {
 		t.Fatalf("forged token accepted: %v", err)
 	}
 	if err := e.a.Revoke(ctx, root, iss.Token.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.a.Authenticate(ctx, iss.Text); access.ReasonOf(err) != access.ReasonRevoked {
+	if _, _, err := e.a.Authenticate(ctx, iss.Text, inside); access.ReasonOf(err) != access.ReasonRevoked {
 		t.Fatalf("revoked token: err = %v, want token_revoked at once", err)
 	}
 	if err := e.a.Revoke(ctx, root, iss.Token.ID); access.ReasonOf(err) != access.ReasonRevoked || !errors.Is(err, store.ErrRevoked) {
@@ -241,7 +253,7 @@ func TestAuthenticateRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := e.a.Authenticate(ctx, tt.text)
+			_, _, err := e.a.Authenticate(ctx, tt.text, netip.Addr{})
 			if got := access.ReasonOf(err); got != tt.reason && !(tt.name == "unknown id" && got == access.ReasonUnknown) {
 				t.Fatalf("reason = %q (%v), want %q", got, err, tt.reason)
 			}
@@ -251,7 +263,7 @@ func TestAuthenticateRejects(t *testing.T) {
 		})
 	}
 	e.clock.Add(time.Hour)
-	if _, _, err := e.a.Authenticate(ctx, iss.Text); access.ReasonOf(err) != access.ReasonExpired {
+	if _, _, err := e.a.Authenticate(ctx, iss.Text, netip.Addr{}); access.ReasonOf(err) != access.ReasonExpired {
 		t.Fatalf("expired: err = %v", err)
 	}
 }
@@ -282,14 +294,14 @@ func TestRotate(t *testing.T) {
 	if want := e.clock.Now().Add(8 * time.Hour); !next.Token.ExpiresAt.Equal(want) {
 		t.Fatalf("successor expires %v, want %v", next.Token.ExpiresAt, want)
 	}
-	if _, _, err := e.a.Authenticate(ctx, old.Text); err != nil {
+	if _, _, err := e.a.Authenticate(ctx, old.Text, netip.Addr{}); err != nil {
 		t.Fatalf("old token refused within the grace: %v", err)
 	}
 	e.clock.Add(10 * time.Minute)
-	if _, _, err := e.a.Authenticate(ctx, old.Text); access.ReasonOf(err) != access.ReasonExpired {
+	if _, _, err := e.a.Authenticate(ctx, old.Text, netip.Addr{}); access.ReasonOf(err) != access.ReasonExpired {
 		t.Fatalf("old token after the grace: err = %v", err)
 	}
-	if _, _, err := e.a.Authenticate(ctx, next.Text); err != nil {
+	if _, _, err := e.a.Authenticate(ctx, next.Text, netip.Addr{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.a.Rotate(ctx, root, old.Token.ID, 0); access.ReasonOf(err) != access.ReasonExpired {
@@ -308,7 +320,7 @@ func TestOffboard(t *testing.T) {
 			t.Fatal(err)
 		}
 		texts = append(texts, iss.Text)
-		if _, _, err := e.a.Authenticate(ctx, iss.Text); err != nil { // warm the cache
+		if _, _, err := e.a.Authenticate(ctx, iss.Text, netip.Addr{}); err != nil { // warm the cache
 			t.Fatal(err)
 		}
 	}
@@ -317,7 +329,7 @@ func TestOffboard(t *testing.T) {
 		t.Fatalf("Offboard = %+v, %v", res, err)
 	}
 	for _, text := range texts {
-		if _, _, err := e.a.Authenticate(ctx, text); access.ReasonOf(err) != access.ReasonRevoked {
+		if _, _, err := e.a.Authenticate(ctx, text, netip.Addr{}); access.ReasonOf(err) != access.ReasonRevoked {
 			t.Fatalf("token of offboarded contractor: err = %v", err)
 		}
 	}
@@ -333,7 +345,7 @@ func TestAdminTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, set, err := e.a.Authenticate(ctx, auditor.Text)
+	tok, set, err := e.a.Authenticate(ctx, auditor.Text, netip.Addr{})
 	if err != nil || !tok.Admin {
 		t.Fatal(err)
 	}
@@ -451,5 +463,120 @@ func TestUnusedScopes(t *testing.T) {
 	}
 	if _, _, err := e.a.Unused(ctx, 0); access.ReasonOf(err) != access.ReasonInvalid {
 		t.Fatalf("idle 0: err = %v", err)
+	}
+}
+
+func TestAdminTokenLimits(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	parent, err := e.a.Issue(ctx, root, access.IssueRequest{Admin: true, Scopes: []string{"admin:tokens:*"}, TTL: time.Hour, CIDRs: []string{"10.0.0.0/8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr("10.0.0.1")
+	tok, set, err := e.a.Authenticate(ctx, parent.Text, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := access.Actor{TokenID: tok.ID, Scopes: set, ExpiresAt: tok.ExpiresAt, CIDRs: tok.CIDRs}
+
+	child, err := e.a.Issue(ctx, by, access.IssueRequest{Admin: true, Scopes: []string{"admin:tokens:read"}, TTL: 30 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !child.Token.ExpiresAt.Equal(tok.ExpiresAt) || !cmp.Equal(child.Token.CIDRs, []string{"10.0.0.0/8"}) {
+		t.Fatalf("child expires %v with CIDRs %v; want capped at %v and inheriting 10.0.0.0/8", child.Token.ExpiresAt, child.Token.CIDRs, tok.ExpiresAt)
+	}
+	if _, err := e.a.Issue(ctx, by, access.IssueRequest{Admin: true, Scopes: []string{"admin:tokens:read"}, TTL: time.Hour, CIDRs: []string{"0.0.0.0/0"}}); access.ReasonOf(err) != access.ReasonForbidden {
+		t.Fatalf("wider CIDR: err = %v", err)
+	}
+	if _, err := e.a.Issue(ctx, by, access.IssueRequest{Admin: true, Scopes: []string{"admin:tokens:read"}, TTL: time.Hour, CIDRs: []string{"10.1.0.0/16"}}); err != nil {
+		t.Fatalf("narrower CIDR refused: %v", err)
+	}
+	if _, err := e.a.Issue(ctx, by, access.IssueRequest{Admin: true, Scopes: []string{"admin:tokens:read"}, TTL: time.Hour, MaxUses: 1}); access.ReasonOf(err) != access.ReasonInvalid {
+		t.Fatalf("admin token with a use limit: err = %v", err)
+	}
+	// A tokens:* admin cannot revoke or rotate the more powerful root token.
+	rootTok, err := e.a.Issue(ctx, root, access.IssueRequest{Admin: true, Scopes: []string{"admin:*"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.a.Revoke(ctx, by, rootTok.Token.ID); access.ReasonOf(err) != access.ReasonScopeNotCovered {
+		t.Fatalf("revoke of a broader admin token: err = %v", err)
+	}
+	if _, err := e.a.Rotate(ctx, by, rootTok.Token.ID, 0); access.ReasonOf(err) != access.ReasonScopeNotCovered {
+		t.Fatalf("rotate of a broader admin token: err = %v", err)
+	}
+	if err := e.a.Revoke(ctx, by, child.Token.ID); err != nil {
+		t.Fatalf("revoke of a narrower admin token: %v", err)
+	}
+}
+
+// TestPrefixBoundToKind: an admin token's body under the contractor
+// prefix, with a valid checksum, is not the admin token.
+func TestPrefixBoundToKind(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	adm, err := e.a.Issue(ctx, root, access.IssueRequest{Admin: true, Scopes: []string{"admin:*"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.TrimPrefix(adm.Text, "lka_")[:44]
+	forged := "lk_" + body + checksum("lk_"+body)
+	if _, _, err := e.a.Authenticate(ctx, forged, netip.Addr{}); access.ReasonOf(err) != access.ReasonUnknown {
+		t.Fatalf("re-prefixed admin token: err = %v, want token_unknown", err)
+	}
+}
+
+// checksum is the token format's 6-character base62 CRC32.
+func checksum(s string) string {
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	n := crc32.ChecksumIEEE([]byte(s))
+	out := make([]byte, 6)
+	for i := 5; i >= 0; i-- {
+		out[i] = alphabet[n%62]
+		n /= 62
+	}
+	return string(out)
+}
+
+// TestOffboardInvalidatesEverywhere: other caches hear of every token of
+// an offboarded contractor, not only those this process had cached.
+func TestOffboardInvalidatesEverywhere(t *testing.T) {
+	dir := t.TempDir()
+	e, err := openEnv(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.st.Close()
+	var mu sync.Mutex
+	var heard []string
+	key, _ := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
+	box, _ := seal.New(key)
+	e.a, err = access.New(access.Config{Store: e.st, Box: box, Now: e.clock.Now, Invalidate: func(id string) {
+		mu.Lock()
+		heard = append(heard, id)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.seed(t)
+	ctx := context.Background()
+	var ids []string
+	for range 3 {
+		iss, err := e.a.Issue(ctx, root, access.IssueRequest{Contractor: "alice", Scopes: []string{"billing:GET:/v1/x"}, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, iss.Token.ID)
+	}
+	if _, err := e.a.Offboard(ctx, root, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	slices.Sort(heard)
+	if !slices.Equal(ids, heard) {
+		t.Fatalf("invalidated %v, want every token %v", heard, ids)
 	}
 }

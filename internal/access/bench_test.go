@@ -2,6 +2,7 @@ package access_test
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -23,12 +24,12 @@ func BenchmarkAuthenticate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, _, err := e.a.Authenticate(ctx, iss.Text); err != nil {
+	if _, _, err := e.a.Authenticate(ctx, iss.Text, netip.Addr{}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := e.a.Authenticate(ctx, iss.Text); err != nil {
+		if _, _, err := e.a.Authenticate(ctx, iss.Text, netip.Addr{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -46,7 +47,7 @@ func BenchmarkAuthenticateParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := e.a.Authenticate(ctx, iss.Text); err != nil {
+			if _, _, err := e.a.Authenticate(ctx, iss.Text, netip.Addr{}); err != nil {
 				b.Error(err)
 				return
 			}

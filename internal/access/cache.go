@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -18,8 +20,9 @@ const cacheMaxAge = 5 * time.Second
 type cached struct {
 	tok      store.Token
 	scopes   scope.Set
-	until    time.Time // contractor's engagement end (contractor tokens)
-	disabled bool      // contractor disabled (contractor tokens)
+	cidrs    []netip.Prefix // parsed tok.CIDRs
+	until    time.Time      // contractor's engagement end (contractor tokens)
+	disabled bool           // contractor disabled (contractor tokens)
 	loaded   time.Time
 }
 
@@ -28,6 +31,9 @@ type cached struct {
 type cache struct {
 	mu sync.RWMutex
 	m  map[string]*cached
+	// gen counts invalidations. A load that began before an invalidation
+	// must not cache what it read: the row may predate the revocation.
+	gen uint64
 }
 
 func newCache() *cache { return &cache{m: make(map[string]*cached)} }
@@ -42,16 +48,26 @@ func (c *cache) get(id string, now time.Time) *cached {
 	return e
 }
 
-func (c *cache) put(e *cached) {
+// put caches e unless an invalidation happened since generation gen.
+func (c *cache) put(e *cached, gen uint64) {
 	c.mu.Lock()
-	c.m[e.tok.ID] = e
+	if c.gen == gen {
+		c.m[e.tok.ID] = e
+	}
 	c.mu.Unlock()
+}
+
+func (c *cache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
 }
 
 // drop removes a token so the next check reads the store.
 func (c *cache) drop(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
+	c.gen++
 	c.mu.Unlock()
 }
 
@@ -61,6 +77,7 @@ func (c *cache) drop(id string) {
 func (c *cache) dropContractor(name string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	var ids []string
 	for id, e := range c.m {
 		if !e.tok.Admin && e.tok.Contractor == name {
@@ -73,6 +90,7 @@ func (c *cache) dropContractor(name string) []string {
 
 // load reads a token and its contractor from the store into the cache.
 func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Time) (*cached, error) {
+	gen := c.generation()
 	t, err := st.Token(ctx, id)
 	if err != nil {
 		return nil, err
@@ -82,6 +100,13 @@ func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Ti
 		return nil, err
 	}
 	e := &cached{tok: t, scopes: set, loaded: now}
+	for _, s := range t.CIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("stored token %s has an invalid CIDR: %w", id, err)
+		}
+		e.cidrs = append(e.cidrs, p)
+	}
 	if !t.Admin {
 		ct, err := st.Contractor(ctx, t.Contractor)
 		if err != nil {
@@ -89,6 +114,6 @@ func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Ti
 		}
 		e.until, e.disabled = ct.Until, ct.Disabled
 	}
-	c.put(e)
+	c.put(e, gen)
 	return e, nil
 }

@@ -8,15 +8,20 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 )
 
-// Actor is who performs an operation: the admin token's id and its scopes.
+// Actor is who performs an operation: the admin token's id, scopes,
+// expiry and source networks. What an actor creates can never be more
+// than it holds: no broader scopes, no later expiry, no wider sources.
 type Actor struct {
-	TokenID string
-	Scopes  scope.Set
+	TokenID   string
+	Scopes    scope.Set
+	ExpiresAt time.Time // zero: no limit (the init bootstrap only)
+	CIDRs     []string  // empty: any source
 }
 
 // Header is one credential header the gateway injects into upstream requests.
@@ -87,8 +92,17 @@ func (a *Authority) Offboard(ctx context.Context, by Actor, name string) (store.
 	if err != nil {
 		return res, storeErr(err, fmt.Sprintf("contractor %q", name))
 	}
-	for _, id := range a.cache.dropContractor(name) {
-		a.invalidate(id)
+	a.cache.dropContractor(name)
+	// Tell other caches about every token of the contractor, not only the
+	// ones this process had cached. No token can be added after the
+	// contractor is disabled, so this list is complete.
+	toks, err := a.cfg.Store.Tokens(ctx, store.TokenFilter{Contractor: name})
+	if err != nil {
+		a.cfg.Log.Error("offboard: cannot list tokens to invalidate other caches", "contractor", name, "err", err)
+		return res, nil
+	}
+	for _, t := range toks {
+		a.invalidate(t.ID)
 	}
 	return res, nil
 }
@@ -171,27 +185,35 @@ func validText(field, v string, required bool) error {
 		return refuse(ReasonInvalid, "%s is required", field)
 	case len(v) > maxText:
 		return refuse(ReasonInvalid, "%s is longer than %d bytes", field, maxText)
-	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return refuse(ReasonInvalid, "%s contains control characters", field)
+	case strings.ContainsFunc(v, unsafeRune):
+		return refuse(ReasonInvalid, "%s contains control or bidirectional-override characters", field)
 	}
 	return nil
 }
 
+// validUpstream checks an upstream URL. Its messages never echo the URL:
+// a query or userinfo may hold a secret.
 func validUpstream(raw string) error {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || len(raw) > 2048:
-		return refuse(ReasonInvalid, "invalid upstream URL %q", raw)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return refuse(ReasonInvalid, "invalid upstream URL %q: scheme must be http or https", raw)
-	case u.Host == "":
-		return refuse(ReasonInvalid, "invalid upstream URL %q: no host", raw)
+		return refuse(ReasonInvalid, "invalid upstream URL: want an absolute http or https URL")
 	case u.User != nil:
 		return refuse(ReasonInvalid, "invalid upstream URL: credentials in the URL are not allowed; use --credential-header")
-	case u.RawQuery != "" || u.Fragment != "":
-		return refuse(ReasonInvalid, "invalid upstream URL %q: no query or fragment allowed", raw)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return refuse(ReasonInvalid, "invalid upstream URL: scheme must be http or https")
+	case u.Host == "":
+		return refuse(ReasonInvalid, "invalid upstream URL: no host")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return refuse(ReasonInvalid, "invalid upstream URL: no query or fragment allowed (credentials belong in --credential-header)")
 	}
 	return nil
+}
+
+// unsafeRune reports control characters (C0, DEL, C1) and the
+// bidirectional overrides and isolates that can disguise text on a terminal.
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f
 }
 
 func validHeaders(hs []Header) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"latchkey/internal/scope"
@@ -133,9 +134,20 @@ func parseCIDRs(in []string) ([]string, error) {
 	return out, nil
 }
 
-// checkAdmin refuses admin scopes the actor does not itself hold, and
-// canonicalises the token's scopes.
+// checkAdmin refuses an admin token that would hold more than its issuer:
+// scopes the actor lacks or wider sources; its expiry is capped at the
+// issuer's. It also canonicalises the token's scopes.
 func (a *Authority) checkAdmin(by Actor, t *store.Token) error {
+	if t.MaxUses != 0 {
+		return refuse(ReasonInvalid, "admin tokens take no use limit (--uses applies to contractor tokens)")
+	}
+	if !by.ExpiresAt.IsZero() && t.ExpiresAt.After(by.ExpiresAt) {
+		// Like a Vault child token: capped at the issuer's own expiry.
+		t.ExpiresAt = by.ExpiresAt
+	}
+	if err := narrowerSources(by.CIDRs, t); err != nil {
+		return err
+	}
 	set, err := parseScopes(t.Scopes)
 	if err != nil {
 		return err
@@ -150,6 +162,28 @@ func (a *Authority) checkAdmin(by Actor, t *store.Token) error {
 		}
 	}
 	t.Scopes = set.Strings()
+	return nil
+}
+
+// narrowerSources requires the token's CIDRs to lie within the actor's,
+// defaulting to the actor's own when the request names none.
+func narrowerSources(actor []string, t *store.Token) error {
+	if len(actor) == 0 {
+		return nil
+	}
+	if len(t.CIDRs) == 0 {
+		t.CIDRs = actor
+		return nil
+	}
+	for _, c := range t.CIDRs {
+		p := netip.MustParsePrefix(c)
+		if !slices.ContainsFunc(actor, func(a string) bool {
+			ap := netip.MustParsePrefix(a)
+			return ap.Bits() <= p.Bits() && ap.Contains(p.Addr())
+		}) {
+			return refuse(ReasonForbidden, "CIDR %s is outside your own token's sources %v", c, actor)
+		}
+	}
 	return nil
 }
 
@@ -241,11 +275,36 @@ func (a *Authority) Revoke(ctx context.Context, by Actor, id string) error {
 	if !token.ValidID(id) {
 		return refuse(ReasonInvalid, "invalid token id %q", id)
 	}
-	err := a.cfg.Store.RevokeToken(ctx, id, by.TokenID, a.now())
+	t, err := a.Token(ctx, id)
+	if err != nil {
+		return err
+	}
+	if t.Admin {
+		if err := covers(by, t.Scopes); err != nil {
+			return err
+		}
+	}
+	err = a.cfg.Store.RevokeToken(ctx, id, by.TokenID, a.now())
 	if err == nil {
 		a.invalidate(id)
 	}
 	return storeErr(err, fmt.Sprintf("token %s", id))
+}
+
+// covers refuses an actor that does not hold every one of scopes: an
+// admin may revoke or rotate only admin tokens no more powerful than its own.
+func covers(by Actor, scopes []string) error {
+	for _, raw := range scopes {
+		sc, err := scope.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("stored scope %q: %w", raw, err)
+		}
+		if !by.Scopes.Covers(sc) {
+			return &Error{Reason: ReasonScopeNotCovered, Err: scope.ErrNotCovered,
+				Msg: fmt.Sprintf("that admin token holds scope %q, which your own token does not cover", sc)}
+		}
+	}
+	return nil
 }
 
 // Rotate issues a successor of token id with the same scopes, sources, use
@@ -294,7 +353,10 @@ func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.
 // revocation, rotation and offboarding through this Authority invalidates
 // at once. Every failure is an *Error whose reason is one of the gateway's
 // contract words; the message never contains the token text.
-func (a *Authority) Authenticate(ctx context.Context, text string) (store.Token, scope.Set, error) {
+//
+// src is the request's source address: a token with CIDRs is refused
+// (source_denied) from anywhere else, including an unknown (zero) source.
+func (a *Authority) Authenticate(ctx context.Context, text string, src netip.Addr) (store.Token, scope.Set, error) {
 	p, err := token.Parse(text)
 	if err != nil {
 		return store.Token{}, nil, &Error{Reason: ReasonMalformed, Msg: "malformed token", Err: err}
@@ -308,7 +370,9 @@ func (a *Authority) Authenticate(ctx context.Context, text string) (store.Token,
 			return store.Token{}, nil, err
 		}
 	}
-	if !token.Verify(p, e.tok.Hash) {
+	// The prefix is covered by the checksum, not the hash: a token
+	// re-prefixed as the other kind is not the token that was issued.
+	if !token.Verify(p, e.tok.Hash) || (p.Kind == token.Admin) != e.tok.Admin {
 		return store.Token{}, nil, refuse(ReasonUnknown, "unknown token")
 	}
 	switch {
@@ -320,6 +384,8 @@ func (a *Authority) Authenticate(ctx context.Context, text string) (store.Token,
 		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q is disabled", e.tok.Contractor)
 	case !e.tok.Admin && !now.Before(e.until):
 		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q's engagement has ended", e.tok.Contractor)
+	case len(e.cidrs) > 0 && !slices.ContainsFunc(e.cidrs, func(p netip.Prefix) bool { return p.Contains(src.Unmap()) }):
+		return store.Token{}, nil, refuse(ReasonSourceDenied, "token %s is not allowed from this address", p.ID)
 	}
 	return e.tok, e.scopes, nil
 }

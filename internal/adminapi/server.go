@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -87,10 +88,10 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
+		writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %q", r.Method, r.URL.Path))
 		return
 	}
-	writeProblem(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %q", r.Method, r.URL.Path))
 }
 
 // ServeHTTP implements http.Handler.
@@ -106,7 +107,9 @@ type caller struct {
 	scopes scope.Set
 }
 
-func (c caller) actor() access.Actor { return access.Actor{TokenID: c.tok.ID, Scopes: c.scopes} }
+func (c caller) actor() access.Actor {
+	return access.Actor{TokenID: c.tok.ID, Scopes: c.scopes, ExpiresAt: c.tok.ExpiresAt, CIDRs: c.tok.CIDRs}
+}
 
 // handler is a route's body: it returns the status and value to encode,
 // or an error.
@@ -122,11 +125,18 @@ func (s *Server) authorize(rt route) http.Handler {
 			writeProblem(w, http.StatusUnauthorized, "token_missing", "an admin token is required: Authorization: Bearer lka_...")
 			return
 		}
-		tok, set, err := s.cfg.Authority.Authenticate(r.Context(), text)
+		// The admin API trusts no proxy header: the source is the peer.
+		src, _ := netip.ParseAddrPort(r.RemoteAddr)
+		tok, set, err := s.cfg.Authority.Authenticate(r.Context(), text, src.Addr())
 		var refused *access.Error
 		if errors.As(err, &refused) {
-			// Refusals of the caller's own token are 401 whatever the reason.
-			writeProblem(w, http.StatusUnauthorized, refused.Reason, refused.Msg)
+			// Refusals of the caller's own token are 401, but for a known
+			// token used from a source it is not allowed from.
+			status := http.StatusUnauthorized
+			if refused.Reason == access.ReasonSourceDenied {
+				status = http.StatusForbidden
+			}
+			writeProblem(w, status, refused.Reason, refused.Msg)
 			return
 		}
 		if err != nil {
@@ -137,13 +147,13 @@ func (s *Server) authorize(rt route) http.Handler {
 			writeProblem(w, http.StatusForbidden, access.ReasonForbidden, "a contractor token cannot use the admin API")
 			return
 		}
-		if s.cfg.Usage != nil {
-			s.cfg.Usage.Record(tok.ID, "", s.cfg.Now())
-		}
 		if rt.Resource != "" && !set.AllowsAdmin(rt.Resource, rt.Action) {
 			writeProblem(w, http.StatusForbidden, access.ReasonForbidden,
 				fmt.Sprintf("this token lacks scope admin:%s:%s", rt.Resource, rt.Action))
 			return
+		}
+		if s.cfg.Usage != nil {
+			s.cfg.Usage.Record(tok.ID, "", s.cfg.Now())
 		}
 		status, v, err := rt.handle(r.Context(), caller{tok, set}, r)
 		if err != nil {
@@ -181,6 +191,7 @@ var statusOf = map[string]int{
 	access.ReasonEngagementEnded:    http.StatusForbidden,
 	access.ReasonMalformed:          http.StatusUnauthorized,
 	access.ReasonUnknown:            http.StatusUnauthorized,
+	access.ReasonSourceDenied:       http.StatusForbidden,
 	"body_too_large":                http.StatusRequestEntityTooLarge,
 }
 

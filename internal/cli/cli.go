@@ -26,6 +26,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"unicode"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -118,7 +119,9 @@ func redact(s string) string {
 func oneLine(s string) string {
 	s = strings.TrimSpace(s)
 	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
+		// Controls (C0, DEL, C1) and bidirectional overrides could
+		// rewrite the terminal or disguise text: print a space instead.
+		if unicode.IsControl(r) || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f {
 			return ' '
 		}
 		return r
