@@ -61,27 +61,43 @@ type Config struct {
 var initActor = access.Actor{TokenID: "init", Scopes: scope.Set{scope.MustParse("admin:*")}}
 
 // Init creates dataDir with an empty store and keys and returns the first
-// admin token (scopes admin:*), expiring after ttl (0: the max TTL).
+// admin token (scopes admin:*), expiring after ttl (0: the max TTL). If it
+// fails after creating the store (a ttl the rules refuse, for instance), it
+// removes the store again, so that dataDir is not left initialized without
+// an admin token.
 func Init(ctx context.Context, dataDir string, ttl time.Duration) (text string, expires time.Time, err error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", time.Time{}, fmt.Errorf("failed to create data directory: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, dbFile)); err == nil {
+	dbPath := filepath.Join(dataDir, dbFile)
+	if _, err := os.Stat(dbPath); err == nil {
 		return "", time.Time{}, fmt.Errorf("%s: %w", dataDir, ErrInitialized)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", time.Time{}, fmt.Errorf("failed to check for a store: %w", err)
 	}
 	a, closeFn, err := open(ctx, dataDir, 0, nil)
 	if err != nil {
+		removeStore(dbPath)
 		return "", time.Time{}, err
 	}
-	defer closeFn()
 	if ttl == 0 {
 		ttl = a.MaxTTL()
 	}
 	iss, err := a.Issue(ctx, initActor, access.IssueRequest{Admin: true, Scopes: []string{"admin:*"}, TTL: ttl, Note: "created by init"})
+	closeFn()
 	if err != nil {
+		removeStore(dbPath)
 		return "", time.Time{}, fmt.Errorf("failed to issue the first admin token: %w", err)
 	}
 	return iss.Text, iss.Token.ExpiresAt, nil
+}
+
+// removeStore deletes the SQLite files of a store Init created but could
+// not finish.
+func removeStore(dbPath string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(dbPath + suffix)
+	}
 }
 
 // open opens the store and key of dataDir and builds an Authority.
@@ -119,7 +135,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	if err := firstRun(ctx, cfg.DataDir, stdout); err != nil {
+	if err := firstRun(ctx, cfg.DataDir, cfg.MaxTTL, stdout); err != nil {
 		return err
 	}
 	a, closeStore, err := open(ctx, cfg.DataDir, cfg.MaxTTL, cfg.Log)
@@ -131,12 +147,18 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 }
 
 // firstRun initialises an empty data directory, printing the admin token.
-func firstRun(ctx context.Context, dataDir string, stdout io.Writer) error {
+// The token lives maxTTL, the server's longest token lifetime, or Init's
+// default if that is shorter (or maxTTL is zero).
+func firstRun(ctx context.Context, dataDir string, maxTTL time.Duration, stdout io.Writer) error {
 	_, err := os.Stat(filepath.Join(dataDir, dbFile))
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	text, exp, err := Init(ctx, dataDir, 0)
+	var ttl time.Duration // Init's default, access.DefaultMaxTTL
+	if maxTTL > 0 && maxTTL < access.DefaultMaxTTL {
+		ttl = maxTTL
+	}
+	text, exp, err := Init(ctx, dataDir, ttl)
 	if err != nil {
 		return err
 	}
@@ -149,10 +171,12 @@ func serve(ctx context.Context, cfg Config, a *access.Authority, stdout io.Write
 	rec := usage.New(usage.Config{Store: a.Store(), Log: cfg.Log})
 	api, err := adminapi.New(adminapi.Config{Authority: a, Usage: rec, Log: cfg.Log})
 	if err != nil {
+		rec.Close(context.Background())
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
+		rec.Close(context.Background())
 		return fmt.Errorf("failed to listen on %s: %w", cfg.AdminAddr, err)
 	}
 	srv := &http.Server{
@@ -168,6 +192,7 @@ func serve(ctx context.Context, cfg Config, a *access.Authority, stdout io.Write
 	addrPath := filepath.Join(cfg.DataDir, addrFile)
 	if err := os.WriteFile(addrPath, []byte(url+"\n"), 0o600); err != nil {
 		ln.Close()
+		rec.Close(context.Background())
 		return fmt.Errorf("failed to write %s: %w", addrPath, err)
 	}
 	defer os.Remove(addrPath)
