@@ -20,14 +20,17 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
-	"unicode"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -48,6 +51,7 @@ const (
 const (
 	envAddr  = "LATCHKEY_ADDR"
 	envToken = "LATCHKEY_TOKEN"
+	envCA    = "LATCHKEY_CACERT"
 )
 
 // usageError is bad usage detected by a command before any request: exit
@@ -148,8 +152,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // globals are the persistent flags of the root command.
 type globals struct {
-	addr  string
-	token string
+	addr   string
+	token  string
+	caCert string
 }
 
 // newRoot builds the command tree.
@@ -177,6 +182,7 @@ usage.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.addr, "addr", "", "admin API base URL (default $"+envAddr+" or "+defaultAddr+")")
 	pf.StringVar(&g.token, "token", "", "admin token (default $"+envToken+")")
+	pf.StringVar(&g.caCert, "ca-cert", "", "PEM CA certificate to trust for an https admin address (default $"+envCA+")")
 	root.AddCommand(
 		initCmd(), serveCmd(),
 		serviceCmd(g), contractorCmd(g), grantCmd(g), tokenCmd(g), reportCmd(g),
@@ -247,7 +253,37 @@ func (g *globals) client() (*adminapi.Client, error) {
 	if tok == "" {
 		return nil, usagef("no admin token: set %s or pass --token", envToken)
 	}
-	return &adminapi.Client{Addr: addr, Token: tok}, nil
+	hc, err := g.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	return &adminapi.Client{Addr: addr, Token: tok, HTTP: hc}, nil
+}
+
+// httpClient trusts --ca-cert (or $LATCHKEY_CACERT) besides the system
+// roots; nil means the client's default.
+func (g *globals) httpClient() (*http.Client, error) {
+	path := g.caCert
+	if path == "" {
+		path = os.Getenv(envCA)
+	}
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--ca-cert: %v", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, usagef("--ca-cert %s: no PEM certificate in it", path)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}, nil
 }
 
 // checkDuration refuses a malformed duration flag value before any

@@ -66,7 +66,7 @@ func serveCmd() *cobra.Command {
 	var cfg server.Config
 	var maxTTL string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--admin-addr A] [--max-ttl DURATION]",
+		Use:   "serve --data DIR [--admin-addr A] [--max-ttl DURATION] [--admin-tls-cert F --admin-tls-key F]",
 		Short: "Run the admin API; initializes DIR if empty",
 		Long: `Run the admin API until SIGINT or SIGTERM, then shut down gracefully.
 If DIR holds no store yet, it is initialized first and the first admin token
@@ -77,6 +77,8 @@ written to DIR/admin.url (removed on shutdown).`,
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
 	c.Flags().StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:7370", "listen address of the admin API (port 0: any free port)")
 	c.Flags().StringVar(&maxTTL, "max-ttl", "", "longest lifetime of any token (default 30d)")
+	c.Flags().StringVar(&cfg.TLSCert, "admin-tls-cert", "", "PEM certificate: serve the admin API over HTTPS (required off loopback)")
+	c.Flags().StringVar(&cfg.TLSKey, "admin-tls-key", "", "PEM private key for --admin-tls-cert")
 	_ = c.MarkFlagRequired("data")
 	_ = c.MarkFlagDirname("data")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {

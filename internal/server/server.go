@@ -12,6 +12,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -55,6 +57,10 @@ type Config struct {
 	MaxTTL time.Duration
 	// Log is the application log. Default: text on stderr.
 	Log *slog.Logger
+	// TLSCert and TLSKey are PEM files; when both are set the admin API
+	// serves HTTPS. Without them it serves plain HTTP, and only on a
+	// loopback address, since every request carries an admin token.
+	TLSCert, TLSKey string
 }
 
 // initActor is the actor recorded for what init creates.
@@ -100,8 +106,27 @@ func removeStore(dbPath string) {
 	}
 }
 
+// checkDir refuses a data directory that group or others can open: it
+// holds the store (contractors, token hashes) and the keys.
+func checkDir(dataDir string) error {
+	fi, err := os.Stat(dataDir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("data directory %s is not a directory", dataDir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("data directory %s has mode %04o: it must not be accessible by group or others (chmod 700 %s)", dataDir, perm, dataDir)
+	}
+	return nil
+}
+
 // open opens the store and key of dataDir and builds an Authority.
 func open(ctx context.Context, dataDir string, maxTTL time.Duration, log *slog.Logger) (*access.Authority, func() error, error) {
+	if err := checkDir(dataDir); err != nil {
+		return nil, nil, err
+	}
 	key, err := seal.LoadOrCreateKey(filepath.Join(dataDir, keyFile))
 	if err != nil {
 		return nil, nil, err
@@ -135,6 +160,10 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	tlsCfg, err := adminTLS(cfg)
+	if err != nil {
+		return err
+	}
 	if err := firstRun(ctx, cfg.DataDir, cfg.MaxTTL, stdout); err != nil {
 		return err
 	}
@@ -143,7 +172,41 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	defer closeStore()
-	return serve(ctx, cfg, a, stdout)
+	return serve(ctx, cfg, a, tlsCfg, stdout)
+}
+
+// adminTLS loads the admin API's certificate, or refuses plain HTTP on an
+// address other hosts can reach.
+func adminTLS(cfg Config) (*tls.Config, error) {
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("give both --admin-tls-cert and --admin-tls-key, or neither")
+	}
+	if cfg.TLSCert == "" {
+		if !loopback(cfg.AdminAddr) {
+			return nil, fmt.Errorf("refusing to serve the admin API over plain HTTP on %s: admin tokens would cross the network in clear; "+
+				"listen on a loopback address or give --admin-tls-cert and --admin-tls-key", cfg.AdminAddr)
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load the admin TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// loopback reports whether a listen address is on the loopback interface
+// only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // firstRun initialises an empty data directory, printing the admin token.
@@ -167,7 +230,7 @@ func firstRun(ctx context.Context, dataDir string, maxTTL time.Duration, stdout 
 	return nil
 }
 
-func serve(ctx context.Context, cfg Config, a *access.Authority, stdout io.Writer) error {
+func serve(ctx context.Context, cfg Config, a *access.Authority, tlsCfg *tls.Config, stdout io.Writer) error {
 	rec := usage.New(usage.Config{Store: a.Store(), Log: cfg.Log})
 	api, err := adminapi.New(adminapi.Config{Authority: a, Usage: rec, Log: cfg.Log})
 	if err != nil {
@@ -179,6 +242,10 @@ func serve(ctx context.Context, cfg Config, a *access.Authority, stdout io.Write
 		rec.Close(context.Background())
 		return fmt.Errorf("failed to listen on %s: %w", cfg.AdminAddr, err)
 	}
+	scheme := "http://"
+	if tlsCfg != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
+	}
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -188,7 +255,7 @@ func serve(ctx context.Context, cfg Config, a *access.Authority, stdout io.Write
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
-	url := "http://" + ln.Addr().String()
+	url := scheme + ln.Addr().String()
 	addrPath := filepath.Join(cfg.DataDir, addrFile)
 	if err := os.WriteFile(addrPath, []byte(url+"\n"), 0o600); err != nil {
 		ln.Close()
