@@ -260,6 +260,36 @@ func (g *globals) client() (*adminapi.Client, error) {
 	return &adminapi.Client{Addr: addr, Token: tok, HTTP: hc}, nil
 }
 
+// runAPI is the body of most admin commands: it calls the admin API once
+// with call and prints the result on stdout, as JSON with -o json and
+// with text otherwise.
+func runAPI[T any](cmd *cobra.Command, g *globals, out *output,
+	call func(ctx context.Context, c *adminapi.Client) (T, error),
+	text func(w io.Writer, v T) error) error {
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	v, err := call(cmd.Context(), cl)
+	if err != nil {
+		return err
+	}
+	if out.json() {
+		return writeJSON(cmd.OutOrStdout(), v)
+	}
+	return text(cmd.OutOrStdout(), v)
+}
+
+// runAPIList is runAPI for a listing: JSON shows an empty listing as [].
+func runAPIList[E any](cmd *cobra.Command, g *globals, out *output,
+	call func(ctx context.Context, c *adminapi.Client) ([]E, error),
+	text func(w io.Writer, s []E) error) error {
+	return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]E, error) {
+		s, err := call(ctx, c)
+		return nonNil(s), err
+	}, text)
+}
+
 // httpClient trusts --ca-cert (or $LATCHKEY_CACERT) besides the system
 // roots; nil means the client's default.
 func (g *globals) httpClient() (*http.Client, error) {

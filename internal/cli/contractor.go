@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -38,19 +39,12 @@ of theirs works. The sponsor is the employee who answers for them.`,
 		if err := checkTime("until", nc.Until); err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Contractor, error) {
+			return c.AddContractor(ctx, nc)
+		}, func(w io.Writer, ct adminapi.Contractor) error {
+			_, err := fmt.Fprintf(w, "added contractor %s (engagement ends %s)\n", oneLine(ct.Name), when(ct.Until))
 			return err
-		}
-		ct, err := cl.AddContractor(cmd.Context(), nc)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), ct)
-		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "added contractor %s (engagement ends %s)\n", oneLine(ct.Name), when(ct.Until))
-		return err
+		})
 	}
 	return c
 }
@@ -63,25 +57,21 @@ func contractorListCmd(g *globals) *cobra.Command {
 	}
 	out := addOutput(c, formatTable, formatJSON)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		cs, err := cl.Contractors(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), nonNil(cs))
-		}
-		now := time.Now()
-		t := newTable(cmd.OutOrStdout(), "NAME", "EMAIL", "COMPANY", "SPONSOR", "UNTIL", "STATE")
-		for _, ct := range cs {
-			t.row(ct.Name, ct.Email, ct.Company, ct.Sponsor, when(ct.Until), contractorState(ct, now))
-		}
-		return t.flush()
+		return runAPIList(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]adminapi.Contractor, error) {
+			return c.Contractors(ctx)
+		}, contractorTable)
 	}
 	return c
+}
+
+// contractorTable writes contractors as a table.
+func contractorTable(w io.Writer, cs []adminapi.Contractor) error {
+	now := time.Now()
+	t := newTable(w, "NAME", "EMAIL", "COMPANY", "SPONSOR", "UNTIL", "STATE")
+	for _, ct := range cs {
+		t.row(ct.Name, ct.Email, ct.Company, ct.Sponsor, when(ct.Until), contractorState(ct, now))
+	}
+	return t.flush()
 }
 
 func contractorShowCmd(g *globals) *cobra.Command {
@@ -92,18 +82,11 @@ func contractorShowCmd(g *globals) *cobra.Command {
 	}
 	out := addOutput(c, formatTable, formatJSON)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		ct, err := cl.ShowContractor(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), ct)
-		}
-		return showContractor(cmd.OutOrStdout(), ct, time.Now())
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Contractor, error) {
+			return c.ShowContractor(ctx, args[0])
+		}, func(w io.Writer, ct adminapi.Contractor) error {
+			return showContractor(w, ct, time.Now())
+		})
 	}
 	return c
 }
@@ -141,20 +124,13 @@ func contractorOffboardCmd(g *globals) *cobra.Command {
 	}
 	out := addOutput(c, formatText, formatJSON)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		cl, err := g.client()
-		if err != nil {
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Offboarded, error) {
+			return c.Offboard(ctx, args[0])
+		}, func(w io.Writer, res adminapi.Offboarded) error {
+			_, err := fmt.Fprintf(w, "offboarded %s: %s and %s revoked\n",
+				oneLine(res.Contractor), plural(res.TokensRevoked, "token"), plural(res.GrantsRevoked, "grant"))
 			return err
-		}
-		res, err := cl.Offboard(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), res)
-		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "offboarded %s: %s and %s revoked\n",
-			oneLine(res.Contractor), plural(res.TokensRevoked, "token"), plural(res.GrantsRevoked, "grant"))
-		return err
+		})
 	}
 	return c
 }

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -33,19 +35,12 @@ Tokens can then be issued inside these scopes. Prints the grant id.`,
 		if err := checkTime("until", ng.Until); err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Grant, error) {
+			return c.AddGrant(ctx, ng)
+		}, func(w io.Writer, gr adminapi.Grant) error {
+			_, err := fmt.Fprintln(w, gr.ID)
 			return err
-		}
-		gr, err := cl.AddGrant(cmd.Context(), ng)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), gr)
-		}
-		_, err = fmt.Fprintln(cmd.OutOrStdout(), gr.ID)
-		return err
+		})
 	}
 	return c
 }
@@ -62,24 +57,20 @@ func grantListCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&contractor, "contractor", "", "only this contractor's grants")
 	c.Flags().BoolVar(&live, "live", false, "only grants neither revoked nor expired")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		gs, err := cl.Grants(cmd.Context(), contractor, live)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), nonNil(gs))
-		}
-		t := newTable(cmd.OutOrStdout(), "ID", "CONTRACTOR", "STATE", "EXPIRES", "SCOPES")
-		for _, gr := range gs {
-			t.row(strconv.FormatInt(gr.ID, 10), gr.Contractor, gr.State, when(gr.ExpiresAt), list(gr.Scopes))
-		}
-		return t.flush()
+		return runAPIList(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]adminapi.Grant, error) {
+			return c.Grants(ctx, contractor, live)
+		}, grantTable)
 	}
 	return c
+}
+
+// grantTable writes grants as a table.
+func grantTable(w io.Writer, gs []adminapi.Grant) error {
+	t := newTable(w, "ID", "CONTRACTOR", "STATE", "EXPIRES", "SCOPES")
+	for _, gr := range gs {
+		t.row(strconv.FormatInt(gr.ID, 10), gr.Contractor, gr.State, when(gr.ExpiresAt), list(gr.Scopes))
+	}
+	return t.flush()
 }
 
 func grantRevokeCmd(g *globals) *cobra.Command {
@@ -94,19 +85,12 @@ func grantRevokeCmd(g *globals) *cobra.Command {
 		if err != nil || id <= 0 {
 			return usagef("invalid grant id %q: want the number shown by 'latchkey grant list'", trunc(args[0]))
 		}
-		cl, err := g.client()
-		if err != nil {
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Revoked, error) {
+			return c.RevokeGrant(ctx, id)
+		}, func(w io.Writer, _ adminapi.Revoked) error {
+			_, err := fmt.Fprintf(w, "revoked grant %d\n", id)
 			return err
-		}
-		res, err := cl.RevokeGrant(cmd.Context(), id)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), res)
-		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked grant %d\n", id)
-		return err
+		})
 	}
 	return c
 }

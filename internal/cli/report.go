@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -22,25 +24,21 @@ func reportActiveCmd(g *globals) *cobra.Command {
 	}
 	out := addOutput(c, formatTable, formatJSON)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		rows, err := cl.ActiveReport(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), nonNil(rows))
-		}
-		t := newTable(cmd.OutOrStdout(), "CONTRACTOR", "EMAIL", "SPONSOR", "UNTIL", "TOKENS", "NEXT EXPIRY", "LATEST EXPIRY", "LAST USED")
-		for _, r := range rows {
-			t.row(r.Contractor, r.Email, r.Sponsor, when(r.Until), strconv.Itoa(r.Tokens),
-				when(r.NextExpiry), when(r.LatestExpiry), whenPtr(r.LastUsedAt))
-		}
-		return t.flush()
+		return runAPIList(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]adminapi.ActiveRow, error) {
+			return c.ActiveReport(ctx)
+		}, activeTable)
 	}
 	return c
+}
+
+// activeTable writes the active report as a table.
+func activeTable(w io.Writer, rows []adminapi.ActiveRow) error {
+	t := newTable(w, "CONTRACTOR", "EMAIL", "SPONSOR", "UNTIL", "TOKENS", "NEXT EXPIRY", "LATEST EXPIRY", "LAST USED")
+	for _, r := range rows {
+		t.row(r.Contractor, r.Email, r.Sponsor, when(r.Until), strconv.Itoa(r.Tokens),
+			when(r.NextExpiry), when(r.LatestExpiry), whenPtr(r.LastUsedAt))
+	}
+	return t.flush()
 }
 
 func reportAccessCmd(g *globals) *cobra.Command {
@@ -53,24 +51,20 @@ func reportAccessCmd(g *globals) *cobra.Command {
 	out := addOutput(c, formatTable, formatJSON)
 	c.Flags().StringVar(&contractor, "contractor", "", "only this contractor")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		rows, err := cl.AccessReport(cmd.Context(), contractor)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), nonNil(rows))
-		}
-		t := newTable(cmd.OutOrStdout(), "CONTRACTOR", "SERVICE", "METHODS", "PATH", "VIA", "ID", "UNTIL")
-		for _, r := range rows {
-			t.row(r.Contractor, r.Service, r.Methods, r.Path, r.Source, r.ID, when(r.Until))
-		}
-		return t.flush()
+		return runAPIList(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]adminapi.AccessRow, error) {
+			return c.AccessReport(ctx, contractor)
+		}, accessTable)
 	}
 	return c
+}
+
+// accessTable writes the access report as a table.
+func accessTable(w io.Writer, rows []adminapi.AccessRow) error {
+	t := newTable(w, "CONTRACTOR", "SERVICE", "METHODS", "PATH", "VIA", "ID", "UNTIL")
+	for _, r := range rows {
+		t.row(r.Contractor, r.Service, r.Methods, r.Path, r.Source, r.ID, when(r.Until))
+	}
+	return t.flush()
 }
 
 func reportUnusedCmd(g *globals) *cobra.Command {
@@ -89,25 +83,18 @@ token of the contractor used within --idle: candidates for revocation.`,
 		if err := checkDuration("idle", idle); err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		rep, err := cl.UnusedReport(cmd.Context(), idle)
-		if err != nil {
-			return err
-		}
-		rep.Tokens, rep.Scopes = nonNil(rep.Tokens), nonNil(rep.Scopes)
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), rep)
-		}
-		return unusedTables(cmd, rep)
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.UnusedReport, error) {
+			rep, err := c.UnusedReport(ctx, idle)
+			rep.Tokens, rep.Scopes = nonNil(rep.Tokens), nonNil(rep.Scopes)
+			return rep, err
+		}, unusedTables)
 	}
 	return c
 }
 
-func unusedTables(cmd *cobra.Command, rep adminapi.UnusedReport) error {
-	w := cmd.OutOrStdout()
+// unusedTables writes the unused report as two tables: tokens, then
+// granted scopes.
+func unusedTables(w io.Writer, rep adminapi.UnusedReport) error {
 	fmt.Fprintf(w, "Tokens unused for %s:\n", oneLine(rep.Idle))
 	if err := tokenTable(w, rep.Tokens); err != nil {
 		return err

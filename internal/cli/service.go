@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -39,19 +40,12 @@ encrypted and are never shown again by any command.`,
 			return err
 		}
 		ns.CredentialHeaders = hs
-		cl, err := g.client()
-		if err != nil {
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Service, error) {
+			return c.AddService(ctx, ns)
+		}, func(w io.Writer, s adminapi.Service) error {
+			_, err := fmt.Fprintf(w, "added service %s\n", oneLine(s.Name))
 			return err
-		}
-		s, err := cl.AddService(cmd.Context(), ns)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), s)
-		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "added service %s\n", oneLine(s.Name))
-		return err
+		})
 	}
 	return c
 }
@@ -64,24 +58,20 @@ func serviceListCmd(g *globals) *cobra.Command {
 	}
 	out := addOutput(c, formatTable, formatJSON)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		ss, err := cl.Services(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), nonNil(ss))
-		}
-		t := newTable(cmd.OutOrStdout(), "NAME", "UPSTREAM", "CREDENTIAL HEADERS", "CREATED")
-		for _, s := range ss {
-			t.row(s.Name, s.Upstream, list(s.CredentialHeaders), when(s.CreatedAt))
-		}
-		return t.flush()
+		return runAPIList(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]adminapi.Service, error) {
+			return c.Services(ctx)
+		}, serviceTable)
 	}
 	return c
+}
+
+// serviceTable writes services as a table.
+func serviceTable(w io.Writer, ss []adminapi.Service) error {
+	t := newTable(w, "NAME", "UPSTREAM", "CREDENTIAL HEADERS", "CREATED")
+	for _, s := range ss {
+		t.row(s.Name, s.Upstream, list(s.CredentialHeaders), when(s.CreatedAt))
+	}
+	return t.flush()
 }
 
 // maxHeaderFile caps what --credential-header @FILE reads.

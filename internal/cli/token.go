@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -55,15 +56,9 @@ works. It is shown this once and stored only as a hash.`,
 		if err := checkIssue(cmd, nt); err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		it, err := cl.IssueToken(cmd.Context(), nt)
-		if err != nil {
-			return err
-		}
-		return printIssued(cmd, out, it, "")
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.IssuedToken, error) {
+			return c.IssueToken(ctx, nt)
+		}, printIssued(cmd, ""))
 	}
 	return c
 }
@@ -85,25 +80,24 @@ func checkIssue(cmd *cobra.Command, nt adminapi.NewToken) error {
 	return nil
 }
 
-// printIssued prints a new token: its text alone on stdout and a reminder
-// (id, owner, expiry; never the secret) on stderr, or the whole IssuedToken
-// as JSON. old is the id of the token it replaces, if any.
-func printIssued(cmd *cobra.Command, out *output, it adminapi.IssuedToken, old string) error {
-	if out.json() {
-		return writeJSON(cmd.OutOrStdout(), it)
+// printIssued returns the text form of a new token: its text alone on w
+// (stdout) and a reminder (id, owner, expiry; never the secret) on
+// stderr. old is the id of the token it replaces, if any.
+func printIssued(cmd *cobra.Command, old string) func(w io.Writer, it adminapi.IssuedToken) error {
+	return func(w io.Writer, it adminapi.IssuedToken) error {
+		if _, err := fmt.Fprintln(w, it.Token); err != nil {
+			return err
+		}
+		hint := "issued admin token " + it.ID
+		if it.Contractor != "" {
+			hint = "issued token " + it.ID + " for " + oneLine(it.Contractor)
+		}
+		if old != "" {
+			hint += " replacing " + old
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s, expires %s; it is shown only this once\n", hint, when(it.ExpiresAt))
+		return nil
 	}
-	if _, err := fmt.Fprintln(cmd.OutOrStdout(), it.Token); err != nil {
-		return err
-	}
-	hint := "issued admin token " + it.ID
-	if it.Contractor != "" {
-		hint = "issued token " + it.ID + " for " + oneLine(it.Contractor)
-	}
-	if old != "" {
-		hint += " replacing " + old
-	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "%s, expires %s; it is shown only this once\n", hint, when(it.ExpiresAt))
-	return nil
 }
 
 func tokenListCmd(g *globals) *cobra.Command {
@@ -118,18 +112,9 @@ func tokenListCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&contractor, "contractor", "", "only this contractor's tokens")
 	c.Flags().BoolVar(&active, "active", false, "only tokens neither revoked nor expired")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		ts, err := cl.Tokens(cmd.Context(), contractor, active)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), nonNil(ts))
-		}
-		return tokenTable(cmd.OutOrStdout(), ts)
+		return runAPIList(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]adminapi.Token, error) {
+			return c.Tokens(ctx, contractor, active)
+		}, tokenTable)
 	}
 	return c
 }
@@ -155,18 +140,9 @@ func tokenShowCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		tk, err := cl.ShowToken(cmd.Context(), id)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), tk)
-		}
-		return showToken(cmd.OutOrStdout(), tk)
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Token, error) {
+			return c.ShowToken(ctx, id)
+		}, showToken)
 	}
 	return c
 }
@@ -207,19 +183,12 @@ func tokenRevokeCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Revoked, error) {
+			return c.RevokeToken(ctx, id)
+		}, func(w io.Writer, _ adminapi.Revoked) error {
+			_, err := fmt.Fprintf(w, "revoked %s\n", id)
 			return err
-		}
-		res, err := cl.RevokeToken(cmd.Context(), id)
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), res)
-		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", id)
-		return err
+		})
 	}
 	return c
 }
@@ -246,15 +215,9 @@ stdout holds only the new token text; it is shown this once.`,
 		if err := checkDuration("grace", r.Grace); err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		it, err := cl.RotateToken(cmd.Context(), id, r)
-		if err != nil {
-			return err
-		}
-		return printIssued(cmd, out, it, id)
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.IssuedToken, error) {
+			return c.RotateToken(ctx, id, r)
+		}, printIssued(cmd, id))
 	}
 	return c
 }

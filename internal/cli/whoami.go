@@ -1,7 +1,12 @@
 package cli
 
 import (
+	"context"
+	"io"
+
 	"github.com/spf13/cobra"
+
+	"latchkey/internal/adminapi"
 )
 
 func whoamiCmd(g *globals) *cobra.Command {
@@ -12,23 +17,19 @@ func whoamiCmd(g *globals) *cobra.Command {
 	}
 	out := addOutput(c, formatTable, formatJSON)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		w, err := cl.Whoami(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(cmd.OutOrStdout(), w)
-		}
-		return fields(cmd.OutOrStdout(),
-			[2]string{"ID", w.ID},
-			[2]string{"SCOPES", list(w.Scopes)},
-			[2]string{"EXPIRES", when(w.ExpiresAt)},
-			[2]string{"NOTE", w.Note},
-		)
+		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Whoami, error) {
+			return c.Whoami(ctx)
+		}, showWhoami)
 	}
 	return c
+}
+
+// showWhoami writes the admin token in use as KEY value lines.
+func showWhoami(w io.Writer, who adminapi.Whoami) error {
+	return fields(w,
+		[2]string{"ID", who.ID},
+		[2]string{"SCOPES", list(who.Scopes)},
+		[2]string{"EXPIRES", when(who.ExpiresAt)},
+		[2]string{"NOTE", who.Note},
+	)
 }
