@@ -278,10 +278,9 @@ func (s *Server) reportUnused(ctx context.Context, c caller, r *http.Request) (i
 	if err != nil {
 		return 0, nil, err
 	}
-	now := s.now()
-	out := UnusedReport{Idle: timespec.Format(idle), Tokens: make([]Token, 0, len(toks)), Scopes: make([]UnusedScope, 0, len(scopes))}
+	out := UnusedReport{Idle: timespec.Format(idle), Tokens: make([]UnusedToken, 0, len(toks)), Scopes: make([]UnusedScope, 0, len(scopes))}
 	for _, t := range toks {
-		out.Tokens = append(out.Tokens, toToken(t.Token, now))
+		out.Tokens = append(out.Tokens, UnusedToken{t.ID, t.Contractor, t.Scopes, t.ExpiresAt, t.CreatedAt, optTime(t.LastUsedAt), t.Note})
 	}
 	for _, u := range scopes {
 		out.Scopes = append(out.Scopes, UnusedScope{u.Contractor, u.GrantID, u.Scope})

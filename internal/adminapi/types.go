@@ -185,8 +185,19 @@ type UnusedScope struct {
 // UnusedReport is the reply to GET /v1/reports/unused.
 type UnusedReport struct {
 	Idle   string        `json:"idle"`
-	Tokens []Token       `json:"tokens"`
+	Tokens []UnusedToken `json:"tokens"`
 	Scopes []UnusedScope `json:"scopes"`
+}
+
+// UnusedToken is a live token no request used within the idle window.
+type UnusedToken struct {
+	ID         string     `json:"id"`
+	Contractor string     `json:"contractor"`
+	Scopes     []string   `json:"scopes"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	Note       string     `json:"note,omitempty"`
 }
 
 func optTime(t time.Time) *time.Time {

@@ -96,7 +96,11 @@ token of the contractor used within --idle: candidates for revocation.`,
 // granted scopes.
 func unusedTables(w io.Writer, rep adminapi.UnusedReport) error {
 	fmt.Fprintf(w, "Tokens unused for %s:\n", oneLine(rep.Idle))
-	if err := tokenTable(w, rep.Tokens); err != nil {
+	tt := newTable(w, "ID", "CONTRACTOR", "CREATED", "EXPIRES", "LAST USED", "SCOPES")
+	for _, tk := range rep.Tokens {
+		tt.row(tk.ID, tk.Contractor, when(tk.CreatedAt), when(tk.ExpiresAt), whenPtr(tk.LastUsedAt), list(tk.Scopes))
+	}
+	if err := tt.flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nGranted scopes unused for %s:\n", oneLine(rep.Idle))

@@ -147,9 +147,16 @@ type AccessRow struct {
 	Until      time.Time
 }
 
-// UnusedToken is a live token not used since the report's cutoff.
+// UnusedToken is a live token not used since the report's cutoff: only
+// what the unused report shows, so the report reads few columns.
 type UnusedToken struct {
-	Token
+	ID         string
+	Contractor string
+	Scopes     []string
+	ExpiresAt  time.Time
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero = never used
+	Note       string
 }
 
 // ScopeUse says that a token of Contractor was last allowed a request by

@@ -172,27 +172,34 @@ func expand(out []store.AccessRow, items []accessItem, who string) ([]store.Acce
 // allocated once at its size: tokens are large, and growing or copying a
 // slice of them costs more than the count.
 func (s *Store) UnusedTokens(ctx context.Context, cutoff, t time.Time) ([]store.UnusedToken, error) {
-	const from = ` FROM tokens WHERE ` + liveToken + `
+	rows, err := s.r.QueryContext(ctx, `SELECT id, contractor, scopes, expires_at, created_at, last_used_at, note
+		FROM tokens WHERE `+liveToken+`
 		AND (created_at IS NULL OR created_at <= ?2)
-		AND (last_used_at IS NULL OR last_used_at <= ?2)`
-	args := []any{bound(t), bound(cutoff)}
+		AND (last_used_at IS NULL OR last_used_at <= ?2)
+		ORDER BY contractor, id`, bound(t), bound(cutoff))
 	var out []store.UnusedToken
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*)`+from, args...).Scan(&n); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+tokenColumns+from+` ORDER BY contractor, id`, args...)
-		if err != nil {
-			return err
-		}
-		var sc tokenScanner
-		out, err = scanInto(rows, make([]store.UnusedToken, 0, n), func(rows *sql.Rows) (store.UnusedToken, error) {
-			t, err := sc.scan(rows)
-			return store.UnusedToken{Token: t}, err
+	if err == nil {
+		in, lists := interner{}, map[string][]string{}
+		var who, scopes, note sql.RawBytes
+		out, err = scanAll(rows, func(rows *sql.Rows) (store.UnusedToken, error) {
+			var u store.UnusedToken
+			var exp, created, used sql.NullInt64
+			if err := rows.Scan(&u.ID, &who, &scopes, &exp, &created, &used, &note); err != nil {
+				return u, err
+			}
+			l, ok := lists[string(scopes)]
+			if !ok {
+				var err error
+				if l, err = appendList(nil, scopes, in); err != nil {
+					return u, err
+				}
+				lists[string(scopes)] = l
+			}
+			u.Contractor, u.Scopes, u.Note = in.str(who), l, in.str(note)
+			u.ExpiresAt, u.CreatedAt, u.LastUsedAt = timeOf(exp), timeOf(created), timeOf(used)
+			return u, nil
 		})
-		return err
-	})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: unused tokens: %w", err)
 	}

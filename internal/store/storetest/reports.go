@@ -153,7 +153,8 @@ func testUnusedTokens(t *testing.T, s store.Store) {
 	unused := func(ts ...store.Token) []store.UnusedToken {
 		var out []store.UnusedToken
 		for _, tok := range ts {
-			out = append(out, store.UnusedToken{Token: tok})
+			out = append(out, store.UnusedToken{ID: tok.ID, Contractor: tok.Contractor, Scopes: tok.Scopes,
+				ExpiresAt: tok.ExpiresAt, CreatedAt: tok.CreatedAt, LastUsedAt: tok.LastUsedAt, Note: tok.Note})
 		}
 		return out
 	}
