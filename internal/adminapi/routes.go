@@ -258,12 +258,18 @@ func (s *Server) reportAccess(ctx context.Context, c caller, r *http.Request) (i
 		return 0, nil, err
 	}
 	out := make([]AccessRow, 0, len(rows))
+	parsed := map[string]AccessRow{} // few distinct scopes among many rows: split each once
 	for _, a := range rows {
-		sc, err := scope.Parse(a.Scope)
-		if err != nil {
-			return 0, nil, fmt.Errorf("stored scope %q: %w", a.Scope, err)
+		p, ok := parsed[a.Scope]
+		if !ok {
+			sc, err := scope.Parse(a.Scope)
+			if err != nil {
+				return 0, nil, fmt.Errorf("stored scope %q: %w", a.Scope, err)
+			}
+			p = AccessRow{Service: sc.Service(), Methods: sc.Methods().String(), Path: sc.Path()}
+			parsed[a.Scope] = p
 		}
-		out = append(out, AccessRow{a.Contractor, sc.Service(), sc.Methods().String(), sc.Path(), a.Scope, a.Source, a.ID, a.Until})
+		out = append(out, AccessRow{a.Contractor, p.Service, p.Methods, p.Path, a.Scope, a.Source, a.ID, a.Until})
 	}
 	return 200, out, nil
 }
