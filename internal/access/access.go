@@ -84,6 +84,11 @@ type Config struct {
 	// its expiry changes, so other caches (other replicas) drop it at once.
 	// The Authority's own cache is always invalidated. Optional.
 	Invalidate func(tokenID string)
+	// Audit commits a record of every action and refusal before the
+	// action takes effect; when it fails, the action is refused
+	// (ReasonAuditUnavailable). nil records nothing: only for tests of
+	// other packages; a server always sets it.
+	Audit Auditor
 	// Log is the application log (never the audit log). Default slog.Default().
 	Log *slog.Logger
 }

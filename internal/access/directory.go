@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 )
@@ -19,6 +20,8 @@ import (
 // than it holds: no broader scopes, no later expiry, no wider sources.
 type Actor struct {
 	TokenID   string
+	Name      string // who is behind the token, for the audit log
+	Source    string // client address, for the audit log
 	Scopes    scope.Set
 	ExpiresAt time.Time // zero: no limit (the init bootstrap only)
 	CIDRs     []string  // empty: any source
@@ -46,7 +49,21 @@ type NewContractor struct {
 }
 
 // AddContractor onboards a contractor.
-func (a *Authority) AddContractor(ctx context.Context, by Actor, nc NewContractor) (store.Contractor, error) {
+func (a *Authority) AddContractor(ctx context.Context, by Actor, nc NewContractor) (c store.Contractor, err error) {
+	rec := a.event(by, "contractor.add")
+	rec.Contractor = nc.Name
+	err = a.act(ctx, rec, func(r *audit.Record) error {
+		c, err = a.newContractor(ctx, by, nc)
+		r.Reason = "sponsor " + nc.Sponsor + ", until " + c.Until.Format(time.RFC3339)
+		return err
+	}, func() error {
+		return storeErr(a.cfg.Store.CreateContractor(ctx, c), fmt.Sprintf("contractor %q", nc.Name))
+	})
+	return c, err
+}
+
+// newContractor validates an onboarding request without writing.
+func (a *Authority) newContractor(ctx context.Context, by Actor, nc NewContractor) (store.Contractor, error) {
 	now := a.now()
 	if err := validName("contractor", nc.Name); err != nil {
 		return store.Contractor{}, err
@@ -64,14 +81,13 @@ func (a *Authority) AddContractor(ctx context.Context, by Actor, nc NewContracto
 	if !nc.Until.After(now) {
 		return store.Contractor{}, refuse(ReasonInvalid, "engagement end %s is not in the future", nc.Until.UTC().Format(time.RFC3339))
 	}
-	c := store.Contractor{
+	if _, err := a.cfg.Store.Contractor(ctx, nc.Name); err == nil {
+		return store.Contractor{}, refuse(ReasonConflict, "contractor %q already exists", nc.Name)
+	}
+	return store.Contractor{
 		Name: nc.Name, Email: nc.Email, Company: nc.Company, Sponsor: nc.Sponsor,
 		Until: nc.Until.UTC().Truncate(time.Millisecond), CreatedAt: now, CreatedBy: by.TokenID,
-	}
-	if err := a.cfg.Store.CreateContractor(ctx, c); err != nil {
-		return store.Contractor{}, storeErr(err, fmt.Sprintf("contractor %q", nc.Name))
-	}
-	return c, nil
+	}, nil
 }
 
 // Contractor returns one contractor.
@@ -87,10 +103,18 @@ func (a *Authority) Contractors(ctx context.Context) ([]store.Contractor, error)
 
 // Offboard revokes every token and grant of a contractor and disables it,
 // in one transaction.
-func (a *Authority) Offboard(ctx context.Context, by Actor, name string) (store.OffboardResult, error) {
-	res, err := a.cfg.Store.Offboard(ctx, name, by.TokenID, a.now())
+func (a *Authority) Offboard(ctx context.Context, by Actor, name string) (res store.OffboardResult, err error) {
+	rec := a.event(by, "contractor.offboard")
+	rec.Contractor = name
+	err = a.act(ctx, rec, func(*audit.Record) error {
+		_, err := a.cfg.Store.Contractor(ctx, name)
+		return storeErr(err, fmt.Sprintf("contractor %q", name))
+	}, func() error {
+		res, err = a.cfg.Store.Offboard(ctx, name, by.TokenID, a.now())
+		return storeErr(err, fmt.Sprintf("contractor %q", name))
+	})
 	if err != nil {
-		return res, storeErr(err, fmt.Sprintf("contractor %q", name))
+		return res, err
 	}
 	a.cache.dropContractor(name)
 	// Tell other caches about every token of the contractor, not only the
@@ -108,7 +132,21 @@ func (a *Authority) Offboard(ctx context.Context, by Actor, name string) (store.
 }
 
 // AddService registers an upstream and seals its credential headers.
-func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream string, headers []Header) (store.Service, error) {
+func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream string, headers []Header) (svc store.Service, err error) {
+	rec := a.event(by, "service.add")
+	rec.Service = name
+	err = a.act(ctx, rec, func(r *audit.Record) error {
+		svc, err = a.newService(ctx, by, name, upstream, headers)
+		r.Reason = fmt.Sprintf("%d credential header(s)", len(headers))
+		return err
+	}, func() error {
+		return storeErr(a.cfg.Store.CreateService(ctx, svc), fmt.Sprintf("service %q", name))
+	})
+	return svc, err
+}
+
+// newService validates a service and seals its credential, without writing.
+func (a *Authority) newService(ctx context.Context, by Actor, name, upstream string, headers []Header) (store.Service, error) {
 	if !scope.ValidServiceName(name) {
 		return store.Service{}, refuse(ReasonInvalid, "invalid service name %q: want lowercase letters, digits and '-', starting with a letter (and not \"admin\")", name)
 	}
@@ -118,6 +156,9 @@ func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream str
 	if err := validHeaders(headers); err != nil {
 		return store.Service{}, err
 	}
+	if _, err := a.cfg.Store.Service(ctx, name); err == nil {
+		return store.Service{}, refuse(ReasonConflict, "service %q already exists", name)
+	}
 	plain, err := json.Marshal(headers)
 	if err != nil {
 		return store.Service{}, err
@@ -126,11 +167,7 @@ func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream str
 	if err != nil {
 		return store.Service{}, err
 	}
-	s := store.Service{Name: name, Upstream: upstream, SealedCredential: sealed, CreatedAt: a.now(), CreatedBy: by.TokenID}
-	if err := a.cfg.Store.CreateService(ctx, s); err != nil {
-		return store.Service{}, storeErr(err, fmt.Sprintf("service %q", name))
-	}
-	return s, nil
+	return store.Service{Name: name, Upstream: upstream, SealedCredential: sealed, CreatedAt: a.now(), CreatedBy: by.TokenID}, nil
 }
 
 // Service returns one service.

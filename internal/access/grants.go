@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 )
@@ -16,7 +18,22 @@ const maxScopes = 64
 // AddGrant allows a contractor scopes until until (zero: the engagement end).
 // Admin scopes cannot be granted to contractors, each named service must
 // exist, and the grant may not outlive the engagement.
-func (a *Authority) AddGrant(ctx context.Context, by Actor, contractor string, scopes []string, until time.Time) (store.Grant, error) {
+func (a *Authority) AddGrant(ctx context.Context, by Actor, contractor string, scopes []string, until time.Time) (g store.Grant, err error) {
+	rec := a.event(by, "grant.add")
+	rec.Contractor = contractor
+	err = a.act(ctx, rec, func(r *audit.Record) error {
+		g, err = a.newGrant(ctx, by, contractor, scopes, until)
+		r.Reason = fmt.Sprintf("scopes %s until %s", strings.Join(g.Scopes, " "), g.ExpiresAt.Format(time.RFC3339))
+		return err
+	}, func() error {
+		g, err = a.cfg.Store.CreateGrant(ctx, g)
+		return storeErr(err, fmt.Sprintf("grant for contractor %q", contractor))
+	})
+	return g, err
+}
+
+// newGrant validates a grant without writing.
+func (a *Authority) newGrant(ctx context.Context, by Actor, contractor string, scopes []string, until time.Time) (store.Grant, error) {
 	now := a.now()
 	c, err := a.cfg.Store.Contractor(ctx, contractor)
 	if err != nil {
@@ -40,9 +57,7 @@ func (a *Authority) AddGrant(ctx context.Context, by Actor, contractor string, s
 		return store.Grant{}, refuse(ReasonPastEngagement, "grant end %s is after contractor %q's engagement end %s",
 			until.Format(time.RFC3339), c.Name, c.Until.Format(time.RFC3339))
 	}
-	g := store.Grant{Contractor: c.Name, Scopes: set.Strings(), ExpiresAt: until, CreatedAt: now, CreatedBy: by.TokenID}
-	g, err = a.cfg.Store.CreateGrant(ctx, g)
-	return g, storeErr(err, fmt.Sprintf("grant for contractor %q", contractor))
+	return store.Grant{Contractor: c.Name, Scopes: set.Strings(), ExpiresAt: until, CreatedAt: now, CreatedBy: by.TokenID}, nil
 }
 
 // Grants lists grants, of one contractor if contractor is not empty, only
@@ -63,11 +78,25 @@ func (a *Authority) Grants(ctx context.Context, contractor string, live bool) ([
 // RevokeGrant revokes a grant. Tokens already issued under it keep their
 // own expiry: revoke them, or offboard, to cut access at once.
 func (a *Authority) RevokeGrant(ctx context.Context, by Actor, id int64) error {
-	err := a.cfg.Store.RevokeGrant(ctx, id, by.TokenID, a.now())
-	if errors.Is(err, store.ErrRevoked) {
-		return &Error{Reason: ReasonGrantRevoked, Msg: fmt.Sprintf("grant %d is already revoked", id), Err: err}
-	}
-	return storeErr(err, fmt.Sprintf("grant %d", id))
+	rec := a.event(by, "grant.revoke")
+	rec.Reason = fmt.Sprintf("grant %d", id)
+	return a.act(ctx, rec, func(r *audit.Record) error {
+		g, err := a.cfg.Store.Grant(ctx, id)
+		if err != nil {
+			return storeErr(err, fmt.Sprintf("grant %d", id))
+		}
+		r.Contractor = g.Contractor
+		if !g.RevokedAt.IsZero() {
+			return &Error{Reason: ReasonGrantRevoked, Msg: fmt.Sprintf("grant %d is already revoked", id), Err: store.ErrRevoked}
+		}
+		return nil
+	}, func() error {
+		err := a.cfg.Store.RevokeGrant(ctx, id, by.TokenID, a.now())
+		if errors.Is(err, store.ErrRevoked) {
+			return &Error{Reason: ReasonGrantRevoked, Msg: fmt.Sprintf("grant %d is already revoked", id), Err: err}
+		}
+		return storeErr(err, fmt.Sprintf("grant %d", id))
+	})
 }
 
 // usable refuses a contractor that is disabled or past its engagement.

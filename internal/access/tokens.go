@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
+	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/timespec"
@@ -42,14 +44,35 @@ type Issued struct {
 }
 
 // Issue creates a token after checking every rule; see IssueRequest.
-func (a *Authority) Issue(ctx context.Context, by Actor, req IssueRequest) (Issued, error) {
+func (a *Authority) Issue(ctx context.Context, by Actor, req IssueRequest) (iss Issued, err error) {
+	rec := a.event(by, "token.issue")
+	rec.Contractor = req.Contractor
+	err = a.act(ctx, rec, func(r *audit.Record) error {
+		t, err := a.newToken(ctx, by, req)
+		if err != nil {
+			return err
+		}
+		iss, err = a.generate(t)
+		r.TokenID, r.Reason = iss.Token.ID, describe(iss.Token)
+		return err
+	}, func() error {
+		return storeErr(a.cfg.Store.CreateToken(ctx, iss.Token), fmt.Sprintf("token for %q", req.Contractor))
+	})
+	if err != nil {
+		return Issued{}, err
+	}
+	return iss, nil
+}
+
+// newToken checks an issue request against every rule, without writing.
+func (a *Authority) newToken(ctx context.Context, by Actor, req IssueRequest) (store.Token, error) {
 	now := a.now()
 	if err := a.checkTTL(req.TTL); err != nil {
-		return Issued{}, err
+		return store.Token{}, err
 	}
 	t, err := tokenFields(req)
 	if err != nil {
-		return Issued{}, err
+		return store.Token{}, err
 	}
 	t.ExpiresAt = now.Add(req.TTL)
 	t.CreatedAt, t.CreatedBy = now, by.TokenID
@@ -58,14 +81,11 @@ func (a *Authority) Issue(ctx context.Context, by Actor, req IssueRequest) (Issu
 	} else {
 		err = a.checkContractor(ctx, &t, now)
 	}
-	if err != nil {
-		return Issued{}, err
-	}
-	return a.create(ctx, t, func(t store.Token) error { return a.cfg.Store.CreateToken(ctx, t) })
+	return t, err
 }
 
-// create generates the token text, sets the id and hash, and stores it.
-func (a *Authority) create(ctx context.Context, t store.Token, put func(store.Token) error) (Issued, error) {
+// generate makes the token text and sets the record's id and hash.
+func (a *Authority) generate(t store.Token) (Issued, error) {
 	kind := token.Contractor
 	if t.Admin {
 		kind = token.Admin
@@ -75,10 +95,26 @@ func (a *Authority) create(ctx context.Context, t store.Token, put func(store.To
 		return Issued{}, fmt.Errorf("failed to generate token: %w", err)
 	}
 	t.ID, t.Hash = p.ID, p.Hash()
-	if err := put(t); err != nil {
-		return Issued{}, storeErr(err, fmt.Sprintf("token for %q", t.Contractor))
-	}
 	return Issued{Text: text, Token: t}, nil
+}
+
+// describe is what an audit record says of a new token (never its secret).
+func describe(t store.Token) string {
+	d := fmt.Sprintf("%s token, scopes %s, expires %s", kindName(t.Admin), strings.Join(t.Scopes, " "), t.ExpiresAt.Format(time.RFC3339))
+	if len(t.CIDRs) > 0 {
+		d += ", from " + strings.Join(t.CIDRs, " ")
+	}
+	if t.Parent != "" {
+		d += ", successor of " + t.Parent
+	}
+	return d
+}
+
+func kindName(admin bool) string {
+	if admin {
+		return "admin"
+	}
+	return "contractor"
 }
 
 func (a *Authority) checkTTL(ttl time.Duration) error {
@@ -272,23 +308,32 @@ func (a *Authority) Tokens(ctx context.Context, contractor string, active bool) 
 
 // Revoke revokes one token. Revocation is final.
 func (a *Authority) Revoke(ctx context.Context, by Actor, id string) error {
-	if !token.ValidID(id) {
-		return refuse(ReasonInvalid, "invalid token id %q", id)
-	}
-	t, err := a.Token(ctx, id)
-	if err != nil {
-		return err
-	}
-	if t.Admin {
-		if err := covers(by, t.Scopes); err != nil {
+	rec := a.event(by, "token.revoke")
+	rec.TokenID = id
+	err := a.act(ctx, rec, func(r *audit.Record) error {
+		if !token.ValidID(id) {
+			r.TokenID = ""
+			return refuse(ReasonInvalid, "invalid token id %q", id)
+		}
+		t, err := a.Token(ctx, id)
+		if err != nil {
 			return err
 		}
-	}
-	err = a.cfg.Store.RevokeToken(ctx, id, by.TokenID, a.now())
+		r.Contractor = t.Contractor
+		if !t.RevokedAt.IsZero() {
+			return &Error{Reason: ReasonRevoked, Msg: fmt.Sprintf("token %s is already revoked", id), Err: store.ErrRevoked}
+		}
+		if t.Admin {
+			return covers(by, t.Scopes)
+		}
+		return nil
+	}, func() error {
+		return storeErr(a.cfg.Store.RevokeToken(ctx, id, by.TokenID, a.now()), fmt.Sprintf("token %s", id))
+	})
 	if err == nil {
 		a.invalidate(id)
 	}
-	return storeErr(err, fmt.Sprintf("token %s", id))
+	return err
 }
 
 // covers refuses an actor that does not hold every one of scopes: an
@@ -310,42 +355,62 @@ func covers(by Actor, scopes []string) error {
 // Rotate issues a successor of token id with the same scopes, sources, use
 // limit and lifetime, re-checked against today's grants and engagement,
 // and ends the old token after grace (at once if grace is zero).
-func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.Duration) (Issued, error) {
-	old, err := a.Token(ctx, id)
+func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.Duration) (iss Issued, err error) {
+	rec := a.event(by, "token.rotate")
+	rec.TokenID = id
+	var old store.Token
+	err = a.act(ctx, rec, func(r *audit.Record) error {
+		if old, err = a.Token(ctx, id); err != nil {
+			if !token.ValidID(id) {
+				r.TokenID = "" // attacker-chosen text stays out of the log
+			}
+			return err
+		}
+		r.Contractor = old.Contractor
+		next, err := a.successor(ctx, by, old, grace)
+		if err != nil {
+			return err
+		}
+		iss, err = a.generate(next)
+		r.Reason = fmt.Sprintf("successor %s, old token ends %s; %s", iss.Token.ID,
+			a.now().Add(grace).Format(time.RFC3339), describe(iss.Token))
+		return err
+	}, func() error {
+		err := a.cfg.Store.RotateToken(ctx, old.ID, a.now().Add(grace), iss.Token)
+		return storeErr(err, fmt.Sprintf("token %s", id))
+	})
 	if err != nil {
 		return Issued{}, err
 	}
+	a.invalidate(old.ID)
+	return iss, nil
+}
+
+// successor checks a rotation and returns the new token's record.
+func (a *Authority) successor(ctx context.Context, by Actor, old store.Token, grace time.Duration) (store.Token, error) {
 	now := a.now()
 	switch {
 	case !old.RevokedAt.IsZero():
-		return Issued{}, &Error{Reason: ReasonRevoked, Msg: fmt.Sprintf("token %s is revoked and cannot be rotated", id), Err: store.ErrRevoked}
+		return store.Token{}, &Error{Reason: ReasonRevoked, Msg: fmt.Sprintf("token %s is revoked and cannot be rotated", old.ID), Err: store.ErrRevoked}
 	case !now.Before(old.ExpiresAt):
-		return Issued{}, refuse(ReasonExpired, "token %s has expired and cannot be rotated", id)
+		return store.Token{}, refuse(ReasonExpired, "token %s has expired and cannot be rotated", old.ID)
 	case grace < 0:
-		return Issued{}, refuse(ReasonInvalid, "grace %v is negative", grace)
+		return store.Token{}, refuse(ReasonInvalid, "grace %v is negative", grace)
 	case grace > a.cfg.MaxTTL:
-		return Issued{}, refuse(ReasonTTLTooLong, "grace %s exceeds the server's maximum token lifetime %s",
+		return store.Token{}, refuse(ReasonTTLTooLong, "grace %s exceeds the server's maximum token lifetime %s",
 			timespec.Format(grace), timespec.Format(a.cfg.MaxTTL))
 	}
 	ttl := min(old.ExpiresAt.Sub(old.CreatedAt), a.cfg.MaxTTL)
 	next := old
 	next.ExpiresAt, next.CreatedAt, next.CreatedBy = now.Add(ttl), now, by.TokenID
 	next.LastUsedAt, next.Uses, next.Parent = time.Time{}, 0, old.ID
+	var err error
 	if next.Admin {
 		err = a.checkAdmin(by, &next)
 	} else {
 		err = a.checkContractor(ctx, &next, now)
 	}
-	if err != nil {
-		return Issued{}, err
-	}
-	iss, err := a.create(ctx, next, func(t store.Token) error {
-		return a.cfg.Store.RotateToken(ctx, old.ID, now.Add(grace), t)
-	})
-	if err == nil {
-		a.invalidate(old.ID)
-	}
-	return iss, err
+	return next, err
 }
 
 // Authenticate checks a token text (admin or contractor) and returns its

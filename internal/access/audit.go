@@ -1,0 +1,74 @@
+package access
+
+import (
+	"context"
+	"fmt"
+
+	"latchkey/internal/audit"
+)
+
+// ReasonAuditUnavailable refuses an operation whose audit record could
+// not be committed: latchkey fails closed and never acts unaudited.
+const ReasonAuditUnavailable = "audit_unavailable"
+
+// Auditor commits audit records; audit.Log is one. Append returns only
+// once the records are committed, or with an error.
+type Auditor interface {
+	Append(ctx context.Context, recs ...audit.Record) (int64, error)
+}
+
+// event starts the audit record of an action by an actor.
+func (a *Authority) event(by Actor, action string) audit.Record {
+	return audit.Record{Actor: by.TokenID, ActorName: by.Name, Action: action, Source: by.Source}
+}
+
+// commit appends rec, stamped now. Without an Auditor (unit tests of
+// other packages) it records nothing.
+func (a *Authority) commit(ctx context.Context, rec audit.Record) error {
+	if a.cfg.Audit == nil {
+		return nil
+	}
+	rec.Time = a.cfg.Now().UTC()
+	if _, err := a.cfg.Audit.Append(ctx, rec); err != nil {
+		a.cfg.Log.Error("audit append failed: refusing the operation", "action", rec.Action, "err", err)
+		return &Error{Reason: ReasonAuditUnavailable, Msg: "the audit log cannot be written: operation refused", Err: err}
+	}
+	return nil
+}
+
+// act runs an audited operation. check decides without writing; a
+// refusal is recorded as a denial and returned. Otherwise the allow record
+// is committed first, and only then does do change state, so nothing is
+// ever done unaudited. If do fails after all (a lost race), a second
+// record says so.
+func (a *Authority) act(ctx context.Context, rec audit.Record, check func(*audit.Record) error, do func() error) error {
+	if err := check(&rec); err != nil {
+		if reason := ReasonOf(err); reason != "" && reason != ReasonAuditUnavailable {
+			rec.Decision, rec.Reason = audit.Deny, reason
+			if aerr := a.commit(ctx, rec); aerr != nil {
+				return aerr
+			}
+		}
+		return err
+	}
+	rec.Decision = audit.Allow
+	if err := a.commit(ctx, rec); err != nil {
+		return err
+	}
+	if err := do(); err != nil {
+		failed := rec
+		failed.Decision, failed.Reason = audit.Deny, fmt.Sprintf("failed after approval: %s", reasonOr(err))
+		if aerr := a.commit(ctx, failed); aerr != nil {
+			a.cfg.Log.Error("audit: cannot record a failed operation", "action", rec.Action, "err", aerr)
+		}
+		return err
+	}
+	return nil
+}
+
+func reasonOr(err error) string {
+	if r := ReasonOf(err); r != "" {
+		return r
+	}
+	return "internal error"
+}
