@@ -72,3 +72,24 @@ func reasonOr(err error) string {
 	}
 	return "internal error"
 }
+
+// Request describes an admin API request for the audit log.
+type Request struct {
+	Method, Path string
+	Status       int
+	Reason       string // refusal reason; empty when allowed
+}
+
+// RecordRequest commits the record of an admin API request that changes
+// nothing (a read), or of one refused before any operation ran (a bad
+// token, a missing scope). by may be zero for an unauthenticated caller.
+// An error means the request must be refused: nothing is served unaudited.
+func (a *Authority) RecordRequest(ctx context.Context, by Actor, req Request) error {
+	rec := a.event(by, "admin.request")
+	rec.Method, rec.Path, rec.Status = req.Method, req.Path, req.Status
+	rec.Decision, rec.Reason = audit.Allow, req.Reason
+	if req.Reason != "" {
+		rec.Decision = audit.Deny
+	}
+	return a.commit(ctx, rec)
+}

@@ -105,10 +105,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type caller struct {
 	tok    store.Token
 	scopes scope.Set
+	source string // peer address
 }
 
 func (c caller) actor() access.Actor {
-	return access.Actor{TokenID: c.tok.ID, Scopes: c.scopes, ExpiresAt: c.tok.ExpiresAt, CIDRs: c.tok.CIDRs}
+	name := c.tok.Note
+	if !c.tok.Admin {
+		name = c.tok.Contractor
+	}
+	return access.Actor{TokenID: c.tok.ID, Name: name, Source: c.source, Scopes: c.scopes,
+		ExpiresAt: c.tok.ExpiresAt, CIDRs: c.tok.CIDRs}
+}
+
+// refuse records a request refused before any operation ran, then
+// answers it. If even the refusal cannot be recorded, the answer is 503.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, by access.Actor, status int, reason, msg string) {
+	req := access.Request{Method: r.Method, Path: r.URL.Path, Status: status, Reason: reason}
+	if err := s.cfg.Authority.RecordRequest(r.Context(), by, req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeProblem(w, status, reason, msg)
 }
 
 // handler is a route's body: it returns the status and value to encode,
@@ -120,13 +137,14 @@ type handler func(ctx context.Context, c caller, r *http.Request) (int, any, err
 // programming error caught by tests.
 func (s *Server) authorize(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		text, ok := bearer(r)
-		if !ok {
-			writeProblem(w, http.StatusUnauthorized, "token_missing", "an admin token is required: Authorization: Bearer lka_...")
-			return
-		}
 		// The admin API trusts no proxy header: the source is the peer.
 		src, _ := netip.ParseAddrPort(r.RemoteAddr)
+		anon := access.Actor{Source: src.Addr().String()}
+		text, ok := bearer(r)
+		if !ok {
+			s.refuse(w, r, anon, http.StatusUnauthorized, "token_missing", "an admin token is required: Authorization: Bearer lka_...")
+			return
+		}
 		tok, set, err := s.cfg.Authority.Authenticate(r.Context(), text, src.Addr())
 		var refused *access.Error
 		if errors.As(err, &refused) {
@@ -136,26 +154,34 @@ func (s *Server) authorize(rt route) http.Handler {
 			if refused.Reason == access.ReasonSourceDenied {
 				status = http.StatusForbidden
 			}
-			writeProblem(w, status, refused.Reason, refused.Msg)
+			s.refuse(w, r, anon, status, refused.Reason, refused.Msg)
 			return
 		}
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
+		c := caller{tok, set, anon.Source}
 		if !tok.Admin {
-			writeProblem(w, http.StatusForbidden, access.ReasonForbidden, "a contractor token cannot use the admin API")
+			s.refuse(w, r, c.actor(), http.StatusForbidden, access.ReasonForbidden, "a contractor token cannot use the admin API")
 			return
 		}
 		if rt.Resource != "" && !set.AllowsAdmin(rt.Resource, rt.Action) {
-			writeProblem(w, http.StatusForbidden, access.ReasonForbidden,
+			s.refuse(w, r, c.actor(), http.StatusForbidden, access.ReasonForbidden,
 				fmt.Sprintf("this token lacks scope admin:%s:%s", rt.Resource, rt.Action))
 			return
+		}
+		if rt.Method == http.MethodGet {
+			// Reads change nothing, so no operation records them: this does.
+			if err := s.cfg.Authority.RecordRequest(r.Context(), c.actor(), access.Request{Method: r.Method, Path: r.URL.Path, Status: http.StatusOK}); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 		}
 		if s.cfg.Usage != nil {
 			s.cfg.Usage.Record(tok.ID, "", s.cfg.Now())
 		}
-		status, v, err := rt.handle(r.Context(), caller{tok, set}, r)
+		status, v, err := rt.handle(r.Context(), c, r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
