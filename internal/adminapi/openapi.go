@@ -105,6 +105,10 @@ func schemaOf(t reflect.Type, schemas map[string]any) map[string]any {
 		return map[string]any{"type": "boolean"}
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		return map[string]any{"type": "integer"}
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return map[string]any{"type": "string", "format": "byte"}
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return map[string]any{"type": "integer", "minimum": 0}
 	case t.Kind() == reflect.Slice:
 		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), schemas)}
 	}

@@ -26,7 +26,19 @@ type route struct {
 	handle           handler
 }
 
+// streamer is a reply that writes itself (a stream), returned by a handler
+// in place of a value to encode.
+type streamer func(w http.ResponseWriter)
+
 func (s *Server) routes() []route {
+	rs := s.coreRoutes()
+	if s.cfg.Audit != nil {
+		rs = append(rs, s.auditRoutes()...)
+	}
+	return rs
+}
+
+func (s *Server) coreRoutes() []route {
 	return []route{
 		{"GET", "/v1/whoami", "", "", "Describe the calling admin token", nil, Whoami{}, nil, 200, s.whoami},
 		{"POST", "/v1/contractors", "contractors", "write", "Onboard a contractor", NewContractor{}, Contractor{}, nil, 201, s.addContractor},

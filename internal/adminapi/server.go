@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"latchkey/internal/access"
+	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/usage"
@@ -36,6 +37,16 @@ type Config struct {
 	Authority *access.Authority
 	// Usage records admin token use off the request path. Optional.
 	Usage *usage.Recorder
+	// Audit is the audit log, for the /v1/audit routes (absent if nil).
+	Audit *audit.Log
+	// AuditStorage is the audit log's storage, for search and export.
+	AuditStorage interface {
+		audit.Storage
+		audit.Searcher
+	}
+	// Checkpoints signs a checkpoint of the audit log now (force: even if
+	// the log did not grow) and returns it.
+	Checkpoints func(ctx context.Context, force bool) ([]byte, error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Log is the application log. Default slog.Default().
@@ -184,6 +195,10 @@ func (s *Server) authorize(rt route) http.Handler {
 		status, v, err := rt.handle(r.Context(), c, r)
 		if err != nil {
 			s.fail(w, r, err)
+			return
+		}
+		if st, ok := v.(streamer); ok {
+			st(w)
 			return
 		}
 		writeJSON(w, status, v)

@@ -27,6 +27,7 @@ import (
 
 	"latchkey/internal/access"
 	"latchkey/internal/adminapi"
+	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store/sqlite"
@@ -57,6 +58,16 @@ type Config struct {
 	MaxTTL time.Duration
 	// Log is the application log. Default: text on stderr.
 	Log *slog.Logger
+	// AuditSync is "normal" (default: an acknowledged record survives a
+	// kill of the process) or "full" (it also survives power loss: every
+	// audit commit fsyncs, shared by group commit).
+	AuditSync string
+	// CheckpointDir, if set, receives a copy of every signed checkpoint
+	// (besides DataDir/checkpoints), e.g. a mount shipped off the host.
+	CheckpointDir string
+	// CheckpointEvery is how often a checkpoint is signed while the log
+	// grows. Default DefaultCheckpointEvery.
+	CheckpointEvery time.Duration
 	// TLSCert and TLSKey are PEM files; when both are set the admin API
 	// serves HTTPS. Without them it serves plain HTTP, and only on a
 	// loopback address, since every request carries an admin token.
@@ -81,16 +92,16 @@ func Init(ctx context.Context, dataDir string, ttl time.Duration) (text string, 
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", time.Time{}, fmt.Errorf("failed to check for a store: %w", err)
 	}
-	a, closeFn, err := open(ctx, dataDir, 0, nil)
+	in, err := open(ctx, dataDir, Config{})
 	if err != nil {
 		removeStore(dbPath)
 		return "", time.Time{}, err
 	}
 	if ttl == 0 {
-		ttl = a.MaxTTL()
+		ttl = in.a.MaxTTL()
 	}
-	iss, err := a.Issue(ctx, initActor, access.IssueRequest{Admin: true, Scopes: []string{"admin:*"}, TTL: ttl, Note: "created by init"})
-	closeFn()
+	iss, err := in.a.Issue(ctx, initActor, access.IssueRequest{Admin: true, Scopes: []string{"admin:*"}, TTL: ttl, Note: "created by init"})
+	in.close()
 	if err != nil {
 		removeStore(dbPath)
 		return "", time.Time{}, fmt.Errorf("failed to issue the first admin token: %w", err)
@@ -122,29 +133,62 @@ func checkDir(dataDir string) error {
 	return nil
 }
 
-// open opens the store and key of dataDir and builds an Authority.
-func open(ctx context.Context, dataDir string, maxTTL time.Duration, log *slog.Logger) (*access.Authority, func() error, error) {
+// instance is an opened data directory.
+type instance struct {
+	a       *access.Authority
+	st      *sqlite.Store
+	storage *sqlite.AuditStorage
+	audit   *audit.Log
+}
+
+// close closes the audit log (after its batch in progress), then the store.
+func (in *instance) close() error {
+	return errors.Join(in.audit.Close(), in.st.Close())
+}
+
+// open opens the store, keys and audit log of dataDir and builds an
+// Authority that audits through that log.
+func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	if err := checkDir(dataDir); err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	sync, err := auditSync(cfg.AuditSync)
+	if err != nil {
+		return nil, err
 	}
 	key, err := seal.LoadOrCreateKey(filepath.Join(dataDir, keyFile))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	box, err := seal.New(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	if err := ensureAuditKey(dataDir); err != nil {
+		return nil, fmt.Errorf("failed to create the audit signing key: %w", err)
 	}
 	st, err := sqlite.Open(ctx, filepath.Join(dataDir, dbFile))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	a, err := access.New(access.Config{Store: st, Box: box, MaxTTL: maxTTL, Log: log})
+	in := &instance{st: st, storage: st.Audit(sync)}
+	in.audit = audit.New(in.storage, audit.Config{})
+	in.a, err = access.New(access.Config{Store: st, Box: box, MaxTTL: cfg.MaxTTL, Log: cfg.Log, Audit: in.audit})
 	if err != nil {
-		st.Close()
-		return nil, nil, err
+		in.close()
+		return nil, err
 	}
-	return a, st.Close, nil
+	return in, nil
+}
+
+func auditSync(s string) (sqlite.Sync, error) {
+	switch s {
+	case "", "normal":
+		return sqlite.SyncNormal, nil
+	case "full":
+		return sqlite.SyncFull, nil
+	}
+	return 0, fmt.Errorf("invalid audit sync %q: want normal or full", s)
 }
 
 // Run initialises cfg.DataDir if it holds no store (printing the first
@@ -157,6 +201,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = DefaultAdminAddr
 	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = DefaultCheckpointEvery
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -167,12 +214,12 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err := firstRun(ctx, cfg.DataDir, cfg.MaxTTL, stdout); err != nil {
 		return err
 	}
-	a, closeStore, err := open(ctx, cfg.DataDir, cfg.MaxTTL, cfg.Log)
+	in, err := open(ctx, cfg.DataDir, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	return serve(ctx, cfg, a, tlsCfg, stdout)
+	defer in.close()
+	return serve(ctx, cfg, in, tlsCfg, stdout)
 }
 
 // adminTLS loads the admin API's certificate, or refuses plain HTTP on an
@@ -230,9 +277,13 @@ func firstRun(ctx context.Context, dataDir string, maxTTL time.Duration, stdout 
 	return nil
 }
 
-func serve(ctx context.Context, cfg Config, a *access.Authority, tlsCfg *tls.Config, stdout io.Writer) error {
-	rec := usage.New(usage.Config{Store: a.Store(), Log: cfg.Log})
-	api, err := adminapi.New(adminapi.Config{Authority: a, Usage: rec, Log: cfg.Log})
+func serve(ctx context.Context, cfg Config, in *instance, tlsCfg *tls.Config, stdout io.Writer) error {
+	cps, err := newCheckpointer(cfg, in)
+	if err != nil {
+		return err
+	}
+	rec := usage.New(usage.Config{Store: in.st, Log: cfg.Log})
+	api, err := adminapi.New(adminapi.Config{Authority: in.a, Usage: rec, Log: cfg.Log, Audit: in.audit, AuditStorage: in.storage, Checkpoints: cps.sign})
 	if err != nil {
 		rec.Close(context.Background())
 		return err
@@ -266,6 +317,10 @@ func serve(ctx context.Context, cfg Config, a *access.Authority, tlsCfg *tls.Con
 	fmt.Fprintf(stdout, "latchkey: admin API listening on %s\n", url)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
+	cpDone := make(chan struct{})
+	go func() { defer close(cpDone); cps.loop(cpCtx, cfg.CheckpointEvery) }()
+	defer func() { stopCheckpoints(); <-cpDone }()
 	select {
 	case err := <-errc:
 		rec.Close(context.Background())

@@ -1,0 +1,391 @@
+// Package audittest is the conformance suite for audit.Storage engines
+// (Run), with Mem, an in-memory engine that passes it, and helpers for the
+// tests of package audit and of every engine.
+package audittest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"latchkey/internal/audit"
+)
+
+// Run runs the conformance suite. open returns a new, empty Storage for
+// each subtest; the engine's own cleanup goes in t.Cleanup.
+func Run(t *testing.T, open func(t *testing.T) audit.Storage) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, st audit.Storage)
+	}{
+		{"Empty", testEmpty},
+		{"AppendRead", testAppendRead},
+		{"AppendConflict", testAppendConflict},
+		{"AppendBadHashes", testAppendBadHashes},
+		{"ConcurrentAppend", testConcurrentAppend},
+		{"Proofs", testProofs},
+		{"Reopen", testReopen},
+		{"TwoWriters", testTwoWriters},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+// Rec returns a valid record that names i in its fields.
+func Rec(i int) audit.Record {
+	return audit.Record{
+		Time:       time.Unix(1_900_000_000, int64(i)).UTC(),
+		Actor:      "tok_admin",
+		ActorName:  "root",
+		Action:     "gateway.request",
+		Contractor: fmt.Sprintf("contractor-%d", i%7),
+		TokenID:    fmt.Sprintf("tok_%06d", i),
+		Service:    "github",
+		Method:     "GET",
+		Path:       fmt.Sprintf("/repos/acme/%d", i),
+		Status:     200,
+		Decision:   audit.Allow,
+		Source:     "192.0.2.1:4242",
+	}
+}
+
+// Leaves returns the encodings of Rec(from) .. Rec(from+n-1).
+func Leaves(from, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = Rec(from + i).Encode()
+	}
+	return out
+}
+
+// Hasher computes the stored hashes of a log it is fed in order, keeping
+// them all in memory, as a test's independent reference.
+type Hasher struct {
+	Size   int64
+	Hashes map[int64]tlog.Hash
+}
+
+// NewHasher returns a Hasher for an empty log.
+func NewHasher() *Hasher { return &Hasher{Hashes: map[int64]tlog.Hash{}} }
+
+// ReadHashes implements tlog.HashReader.
+func (h *Hasher) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		v, ok := h.Hashes[x]
+		if !ok {
+			return nil, fmt.Errorf("hasher: hash %d: %w", x, audit.ErrMissing)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Add appends leaves and returns their stored hashes.
+func (h *Hasher) Add(leaves [][]byte) []tlog.Hash {
+	var out []tlog.Hash
+	for _, leaf := range leaves {
+		hs, err := tlog.StoredHashes(h.Size, leaf, h)
+		if err != nil {
+			panic(err)
+		}
+		base := tlog.StoredHashCount(h.Size)
+		for i, v := range hs {
+			h.Hashes[base+int64(i)] = v
+		}
+		out = append(out, hs...)
+		h.Size++
+	}
+	return out
+}
+
+// Root returns the root hash of the tree of size n.
+func (h *Hasher) Root(n int64) tlog.Hash {
+	root, err := tlog.TreeHash(n, h)
+	if err != nil {
+		panic(err)
+	}
+	return root
+}
+
+func testEmpty(t *testing.T, st audit.Storage) {
+	ctx := t.Context()
+	checkSize(t, st, 0)
+	if _, err := st.ReadHashes(ctx, []int64{0}); !errors.Is(err, audit.ErrMissing) {
+		t.Errorf("ReadHashes(0) = %v, want ErrMissing", err)
+	}
+	if _, err := st.ReadLeaves(ctx, 0, 1); !errors.Is(err, audit.ErrMissing) {
+		t.Errorf("ReadLeaves(0, 1) = %v, want ErrMissing", err)
+	}
+	if got, err := st.ReadLeaves(ctx, 0, 0); err != nil || len(got) != 0 {
+		t.Errorf("ReadLeaves(0, 0) = %v, %v, want nothing", got, err)
+	}
+	if got, err := st.ScanLeaves(ctx, 0, 10); err != nil || len(got) != 0 {
+		t.Errorf("ScanLeaves = %v, %v, want nothing", got, err)
+	}
+	if got, err := st.ScanHashes(ctx, 0, 10); err != nil || len(got) != 0 {
+		t.Errorf("ScanHashes = %v, %v, want nothing", got, err)
+	}
+}
+
+func checkSize(t *testing.T, st audit.Storage, want int64) {
+	t.Helper()
+	got, err := st.Size(t.Context())
+	if err != nil || got != want {
+		t.Fatalf("Size = %d, %v, want %d", got, err, want)
+	}
+}
+
+func testAppendRead(t *testing.T, st audit.Storage) {
+	ctx := t.Context()
+	h := NewHasher()
+	var all [][]byte
+	for _, n := range []int{1, 2, 5, 300} { // 300: more than one INSERT's worth
+		first := h.Size
+		leaves := Leaves(int(first), n)
+		if err := st.Append(ctx, first, leaves, h.Add(leaves)); err != nil {
+			t.Fatalf("Append(%d, %d leaves): %v", first, n, err)
+		}
+		all = append(all, leaves...)
+	}
+	checkSize(t, st, h.Size)
+	got, err := st.ReadLeaves(ctx, 0, h.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(all, got); diff != "" {
+		t.Errorf("ReadLeaves (-want +got):\n%s", diff)
+	}
+	if _, err := st.ReadLeaves(ctx, h.Size-1, 2); !errors.Is(err, audit.ErrMissing) {
+		t.Errorf("ReadLeaves past the end = %v, want ErrMissing", err)
+	}
+	// Any order, repeats, more than one query's worth.
+	var idx []int64
+	for i := tlog.StoredHashCount(h.Size) - 1; i >= 0; i-- {
+		idx = append(idx, i, i/2)
+	}
+	hs, err := st.ReadHashes(ctx, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range idx {
+		if hs[i] != h.Hashes[x] {
+			t.Fatalf("ReadHashes: hash %d wrong", x)
+		}
+	}
+	bad := []int64{0, tlog.StoredHashCount(h.Size)}
+	if _, err := st.ReadHashes(ctx, bad); !errors.Is(err, audit.ErrMissing) {
+		t.Errorf("ReadHashes past the end = %v, want ErrMissing", err)
+	}
+	scan, err := st.ScanLeaves(ctx, 3, 4)
+	if err != nil || len(scan) != 4 || scan[0].Index != 3 || scan[3].Index != 6 ||
+		!cmp.Equal(scan[3].Data, all[6]) {
+		t.Errorf("ScanLeaves(3, 4) = %v, %v", scan, err)
+	}
+	sh, err := st.ScanHashes(ctx, 5, 3)
+	if err != nil || len(sh) != 3 || sh[0].Index != 5 || sh[2].Hash != h.Hashes[7] {
+		t.Errorf("ScanHashes(5, 3) = %v, %v", sh, err)
+	}
+}
+
+func testAppendConflict(t *testing.T, st audit.Storage) {
+	ctx := t.Context()
+	h := NewHasher()
+	leaves := Leaves(0, 3)
+	if err := st.Append(ctx, 0, leaves, h.Add(leaves)); err != nil {
+		t.Fatal(err)
+	}
+	for _, first := range []int64{0, 2, 4} {
+		hh := NewHasher()
+		hh.Add(Leaves(0, int(first)))
+		more := Leaves(int(first), 2)
+		err := st.Append(ctx, first, more, hh.Add(more))
+		if !errors.Is(err, audit.ErrConflict) {
+			t.Errorf("Append at %d of a log of 3 = %v, want ErrConflict", first, err)
+		}
+	}
+	checkSize(t, st, 3)
+	if got, _ := st.ScanHashes(ctx, 0, 100); int64(len(got)) != tlog.StoredHashCount(3) {
+		t.Errorf("after refused appends: %d hashes, want %d", len(got), tlog.StoredHashCount(3))
+	}
+}
+
+func testAppendBadHashes(t *testing.T, st audit.Storage) {
+	h := NewHasher()
+	leaves := Leaves(0, 4)
+	hashes := h.Add(leaves)
+	if err := st.Append(t.Context(), 0, leaves, hashes[:len(hashes)-1]); err == nil {
+		t.Error("Append with a hash short: no error")
+	}
+	checkSize(t, st, 0)
+}
+
+// newLog returns a Log on st closed at the end of the test.
+func newLog(t *testing.T, st audit.Storage) *audit.Log {
+	l := audit.New(st, audit.Config{})
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// AppendConcurrently appends writers*each records (Rec(0) ...) from
+// writers goroutines, one record per Append, and checks that each got its
+// own index.
+func AppendConcurrently(t testing.TB, l *audit.Log, writers, each int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := l.Append(context.Background(), Rec(w*each+i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// CheckAll checks that l holds exactly Rec(0) .. Rec(n-1), each once, at
+// dense indexes, that it verifies, and that its root is the reference one.
+func CheckAll(t testing.TB, l *audit.Log, n int) {
+	t.Helper()
+	ctx := context.Background()
+	size, root, err := l.Verify(ctx, nil)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if size != int64(n) {
+		t.Fatalf("Verify: size %d, want %d", size, n)
+	}
+	seen := make([]bool, n)
+	h := NewHasher()
+	for i := range int64(n) {
+		r, leaf, err := l.Record(ctx, i)
+		if err != nil {
+			t.Fatalf("Record(%d): %v", i, err)
+		}
+		var k int
+		if _, err := fmt.Sscanf(r.TokenID, "tok_%d", &k); err != nil || k >= n || seen[k] {
+			t.Fatalf("record %d: token %q: unknown or seen before", i, r.TokenID)
+		}
+		seen[k] = true
+		h.Add([][]byte{leaf})
+	}
+	if want := h.Root(int64(n)); root != want {
+		t.Fatalf("Verify root %v, want %v", root, want)
+	}
+	if th, err := l.TreeHash(ctx, int64(n)); err != nil || th != root {
+		t.Fatalf("TreeHash = %v, %v, want %v", th, err, root)
+	}
+}
+
+func testConcurrentAppend(t *testing.T, st audit.Storage) {
+	l := newLog(t, st)
+	AppendConcurrently(t, l, 64, 20)
+	CheckAll(t, l, 64*20)
+}
+
+func testProofs(t *testing.T, st audit.Storage) {
+	ctx := t.Context()
+	l := newLog(t, st)
+	const n = 77
+	recs := make([]audit.Record, n)
+	for i := range recs {
+		recs[i] = Rec(i)
+	}
+	if first, err := l.Append(ctx, recs...); err != nil || first != 0 {
+		t.Fatalf("Append = %d, %v", first, err)
+	}
+	for _, size := range []int64{1, 2, 3, 8, 13, 64, 76, 77} {
+		root, err := l.TreeHash(ctx, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range []int64{0, size / 2, size - 1} {
+			p, err := l.ProveRecord(ctx, i, size)
+			if err != nil {
+				t.Fatalf("ProveRecord(%d, %d): %v", i, size, err)
+			}
+			_, leaf, err := l.Record(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tlog.CheckRecord(p, size, root, i, tlog.RecordHash(leaf)); err != nil {
+				t.Errorf("CheckRecord(%d, %d): %v", i, size, err)
+			}
+			other := tlog.RecordHash(Rec(1000).Encode())
+			if err := tlog.CheckRecord(p, size, root, i, other); err == nil {
+				t.Errorf("CheckRecord(%d, %d) of another record: no error", i, size)
+			}
+		}
+		for _, old := range []int64{1, size / 2, size} {
+			if old == 0 {
+				continue
+			}
+			oldRoot, err := l.TreeHash(ctx, old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := l.ProveTree(ctx, old, size)
+			if err != nil {
+				t.Fatalf("ProveTree(%d, %d): %v", old, size, err)
+			}
+			if err := tlog.CheckTree(p, size, root, old, oldRoot); err != nil {
+				t.Errorf("CheckTree(%d, %d): %v", old, size, err)
+			}
+		}
+	}
+	if _, err := l.ProveRecord(ctx, 0, n+1); err == nil {
+		t.Error("ProveRecord past the end: no error")
+	}
+	if _, err := l.ProveTree(ctx, 1, n+1); err == nil {
+		t.Error("ProveTree past the end: no error")
+	}
+}
+
+func testReopen(t *testing.T, st audit.Storage) {
+	ctx := t.Context()
+	l := audit.New(st, audit.Config{})
+	if _, err := l.Append(ctx, Rec(0), Rec(1), Rec(2)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := l.Append(ctx, Rec(3)); !errors.Is(err, audit.ErrClosed) {
+		t.Errorf("Append after Close = %v, want ErrClosed", err)
+	}
+	l = newLog(t, st)
+	if first, err := l.Append(ctx, Rec(3), Rec(4)); err != nil || first != 3 {
+		t.Fatalf("Append after reopening = %d, %v, want 3", first, err)
+	}
+	CheckAll(t, l, 5)
+}
+
+// testTwoWriters has two Logs (as two processes would) append in turn:
+// each finds the log grown under it and catches up.
+func testTwoWriters(t *testing.T, st audit.Storage) {
+	ctx := t.Context()
+	a, b := newLog(t, st), newLog(t, st)
+	for i := range 6 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		if first, err := l.Append(ctx, Rec(2*i), Rec(2*i+1)); err != nil || first != int64(2*i) {
+			t.Fatalf("append %d = %d, %v", i, first, err)
+		}
+	}
+	CheckAll(t, a, 12)
+}

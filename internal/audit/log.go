@@ -1,0 +1,454 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Errors a Storage or a Log returns. Callers branch on them with errors.Is.
+var (
+	// ErrConflict: the log grew under this writer (another process
+	// appended), so an Append at the size it knew was refused.
+	ErrConflict = errors.New("audit: log size moved")
+	// ErrMissing: a requested record or hash is not stored.
+	ErrMissing = errors.New("audit: not stored")
+	// ErrCorrupt: a stored value cannot be read back (for example a hash
+	// that is not 32 bytes).
+	ErrCorrupt = errors.New("audit: stored data corrupt")
+	// ErrClosed: the Log was closed.
+	ErrClosed = errors.New("audit: log closed")
+)
+
+// Leaf is a stored record as a storage scan returns it.
+type Leaf struct {
+	Index int64
+	Data  []byte
+}
+
+// StoredHash is a stored tree hash as a storage scan returns it. Index is
+// the stored hash index (tlog.StoredHashIndex).
+type StoredHash struct {
+	Index int64
+	Hash  tlog.Hash
+}
+
+// Storage keeps the records and tree hashes of one log. Every engine must
+// pass the conformance suite in package audittest. Records below Size are
+// never changed by a Storage; changing them is what Log.Verify detects.
+type Storage interface {
+	// Append stores leaves at indexes first..first+len(leaves)-1 together
+	// with hashes, the stored hashes tlog.StoredHashes produced for those
+	// records, in order (stored indexes tlog.StoredHashCount(first) up to
+	// tlog.StoredHashCount(first+len(leaves))-1), all in one transaction.
+	// Inside that transaction it checks that first is the current size and
+	// fails with ErrConflict if not. On a nil return the records are
+	// committed, durable according to the engine's sync mode; on an error
+	// nothing was stored.
+	Append(ctx context.Context, first int64, leaves [][]byte, hashes []tlog.Hash) error
+	// Size returns the number of records: one past the highest index.
+	Size(ctx context.Context) (int64, error)
+	// ReadHashes returns the hashes at the given stored hash indexes, with
+	// tlog.HashReader semantics: a slice as long as indexes, or an error
+	// (wrapping ErrMissing if one is not stored).
+	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
+	// ReadLeaves returns the n leaves at first..first+n-1, or an error
+	// (wrapping ErrMissing if one is not stored).
+	ReadLeaves(ctx context.Context, first, n int64) ([][]byte, error)
+	// ScanLeaves returns, in index order, at most limit stored leaves with
+	// index >= first, exactly as stored, gaps and all.
+	ScanLeaves(ctx context.Context, first int64, limit int) ([]Leaf, error)
+	// ScanHashes returns, in index order, at most limit stored hashes with
+	// stored index >= first, gaps and all. A hash that is not 32 bytes is
+	// an error wrapping ErrCorrupt.
+	ScanHashes(ctx context.Context, first int64, limit int) ([]StoredHash, error)
+}
+
+// Config configures a Log. The zero value is the default.
+type Config struct {
+	// MaxBatch is the most records one storage transaction commits; a
+	// single Append call larger than that still commits as one. Zero
+	// means 4096.
+	MaxBatch int
+}
+
+// Log is an append-only, tamper-evident log of records on a Storage. It is
+// safe for concurrent use; Append calls are group-committed by one
+// goroutine, which Close stops.
+type Log struct {
+	st       Storage
+	maxBatch int
+	reqs     chan *request
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+}
+
+// request is one Append call waiting for its batch.
+type request struct {
+	leaves [][]byte
+	res    chan result // buffered: the committer never blocks on it
+}
+
+type result struct {
+	first int64
+	err   error
+}
+
+// New returns a Log on st and starts its committer. Call Close when done.
+func New(st Storage, cfg Config) *Log {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 4096
+	}
+	l := &Log{
+		st:       st,
+		maxBatch: cfg.MaxBatch,
+		reqs:     make(chan *request, 1024),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	c := &committer{st: st, size: -1}
+	go l.run(c)
+	return l
+}
+
+// Close stops the committer after the batch in progress. Appends waiting
+// for a later batch, and Appends after Close, fail with ErrClosed.
+func (l *Log) Close() error {
+	l.once.Do(func() { close(l.stop) })
+	<-l.done
+	return nil
+}
+
+// Append validates and commits recs as consecutive records and returns the
+// index of the first. It returns only once they are committed, sharing
+// one storage transaction with concurrent Appends. On any error the
+// operation being audited must not proceed: the records are not known to
+// be committed (if ctx ends while the batch commits, they may still be).
+func (l *Log) Append(ctx context.Context, recs ...Record) (first int64, err error) {
+	if len(recs) == 0 {
+		return 0, errors.New("audit: append: no records")
+	}
+	leaves := make([][]byte, len(recs))
+	for i, r := range recs {
+		if err := r.Validate(); err != nil {
+			return 0, fmt.Errorf("audit: append: %w", err)
+		}
+		leaves[i] = r.Encode()
+	}
+	req := &request{leaves: leaves, res: make(chan result, 1)}
+	select {
+	case l.reqs <- req:
+	case <-l.stop:
+		return 0, ErrClosed
+	case <-ctx.Done():
+		return 0, fmt.Errorf("audit: append: %w", ctx.Err())
+	}
+	select {
+	case res := <-req.res:
+		return res.first, res.err
+	case <-l.done:
+		// The committer answers every request it takes before it exits;
+		// one that slipped into the queue after Close is failed here.
+		select {
+		case res := <-req.res:
+			return res.first, res.err
+		default:
+			return 0, ErrClosed
+		}
+	case <-ctx.Done():
+		return 0, fmt.Errorf("audit: append: %w", ctx.Err())
+	}
+}
+
+// run is the committer goroutine: it takes every request waiting, commits
+// them in one transaction, answers them, and starts over.
+func (l *Log) run(c *committer) {
+	defer close(l.done)
+	var next *request // taken from the queue but left for the next batch
+	for {
+		if next == nil {
+			select {
+			case next = <-l.reqs:
+			case <-l.stop:
+				l.drain()
+				return
+			}
+		}
+		batch := []*request{next}
+		n := len(next.leaves)
+		next = nil
+	fill:
+		for n < l.maxBatch {
+			select {
+			case r := <-l.reqs:
+				if n+len(r.leaves) > l.maxBatch {
+					next = r
+					break fill
+				}
+				batch = append(batch, r)
+				n += len(r.leaves)
+			default:
+				break fill
+			}
+		}
+		first, err := c.commit(batch)
+		for _, r := range batch {
+			r.res <- result{first, err}
+			first += int64(len(r.leaves))
+		}
+	}
+}
+
+// drain fails every request still queued at Close.
+func (l *Log) drain() {
+	for {
+		select {
+		case r := <-l.reqs:
+			r.res <- result{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+// committer is the committer goroutine's state: the committed size and
+// the hashes the next append needs (the roots of the complete subtrees of
+// the tree of that size). size < 0 means unknown: reload from storage.
+type committer struct {
+	st       Storage
+	size     int64
+	frontier map[int64]tlog.Hash
+}
+
+// commit stores the batch and returns the index of its first record. On
+// ErrConflict (another writer) it reloads and retries once.
+func (c *committer) commit(batch []*request) (int64, error) {
+	var leaves [][]byte
+	for _, r := range batch {
+		leaves = append(leaves, r.leaves...)
+	}
+	ctx := context.Background()
+	for try := 0; ; try++ {
+		first, err := c.commitLeaves(ctx, leaves)
+		if err == nil {
+			return first, nil
+		}
+		c.size = -1 // whatever happened, trust only storage from now on
+		if !errors.Is(err, ErrConflict) || try > 0 {
+			return 0, fmt.Errorf("audit: append: %w", err)
+		}
+	}
+}
+
+func (c *committer) commitLeaves(ctx context.Context, leaves [][]byte) (int64, error) {
+	if c.size < 0 {
+		if err := c.load(ctx); err != nil {
+			return 0, err
+		}
+	}
+	first := c.size
+	known := make(map[int64]tlog.Hash, len(c.frontier)+2*len(leaves)+8)
+	for k, v := range c.frontier {
+		known[k] = v
+	}
+	hashes, err := storedHashes(first, leaves, known, c.reader(ctx, known))
+	if err != nil {
+		return 0, err
+	}
+	if err := c.st.Append(ctx, first, leaves, hashes); err != nil {
+		return 0, err
+	}
+	c.size = first + int64(len(leaves))
+	if c.frontier, err = frontierOf(c.size, c.reader(ctx, known)); err != nil {
+		c.size = -1 // committed all the same: reload before the next batch
+	}
+	return first, nil
+}
+
+// load reads the size and the frontier hashes from storage.
+func (c *committer) load(ctx context.Context) error {
+	size, err := c.st.Size(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := frontierOf(size, c.reader(ctx, nil))
+	if err != nil {
+		return err
+	}
+	c.size, c.frontier = size, f
+	return nil
+}
+
+// reader serves hashes from known, and the rest from storage.
+func (c *committer) reader(ctx context.Context, known map[int64]tlog.Hash) tlog.HashReader {
+	return memReader{known: known, next: storageReader(ctx, c.st)}
+}
+
+// storedHashes computes the stored hashes for leaves appended at first,
+// adding each to known as it goes.
+func storedHashes(first int64, leaves [][]byte, known map[int64]tlog.Hash, r tlog.HashReader) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, 0, 2*len(leaves)+8)
+	for i, leaf := range leaves {
+		n := first + int64(i)
+		hs, err := tlog.StoredHashes(n, leaf, r)
+		if err != nil {
+			return nil, err
+		}
+		base := tlog.StoredHashIndex(0, n)
+		for k, h := range hs {
+			known[base+int64(k)] = h
+		}
+		out = append(out, hs...)
+	}
+	return out, nil
+}
+
+// frontierIndexes returns the stored indexes of the roots of the complete
+// subtrees that make up a tree of size n, largest first: exactly the hashes
+// that tlog.TreeHash(n) and the next tlog.StoredHashes need.
+func frontierIndexes(n int64) []int64 {
+	var idx []int64
+	var start int64
+	for level := 62; level >= 0; level-- {
+		if n&(1<<level) != 0 {
+			idx = append(idx, tlog.StoredHashIndex(level, start>>level))
+			start += 1 << level
+		}
+	}
+	return idx
+}
+
+// frontierOf reads the frontier of a tree of size n through r.
+func frontierOf(n int64, r tlog.HashReader) (map[int64]tlog.Hash, error) {
+	idx := frontierIndexes(n)
+	hs, err := r.ReadHashes(idx)
+	if err != nil {
+		return nil, err
+	}
+	f := make(map[int64]tlog.Hash, len(idx))
+	for i, x := range idx {
+		f[x] = hs[i]
+	}
+	return f, nil
+}
+
+// memReader is a tlog.HashReader over a map, falling back to next (if
+// not nil) for hashes it does not hold.
+type memReader struct {
+	known map[int64]tlog.Hash
+	next  tlog.HashReader
+}
+
+func (m memReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var miss []int64
+	for i, x := range indexes {
+		h, ok := m.known[x]
+		if !ok {
+			miss = append(miss, x)
+			continue
+		}
+		out[i] = h
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	if m.next == nil {
+		return nil, fmt.Errorf("%w: hash %d", ErrMissing, miss[0])
+	}
+	got, err := m.next.ReadHashes(miss)
+	if err != nil {
+		return nil, err
+	}
+	j := 0
+	for i, x := range indexes {
+		if _, ok := m.known[x]; !ok {
+			out[i] = got[j]
+			j++
+		}
+	}
+	return out, nil
+}
+
+// storageReader adapts st.ReadHashes to tlog.HashReader.
+func storageReader(ctx context.Context, st Storage) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		hs, err := st.ReadHashes(ctx, indexes)
+		if err == nil && len(hs) != len(indexes) {
+			err = fmt.Errorf("audit: storage returned %d hashes for %d indexes", len(hs), len(indexes))
+		}
+		return hs, err
+	})
+}
+
+// Size returns the number of committed records.
+func (l *Log) Size(ctx context.Context) (int64, error) {
+	return l.st.Size(ctx)
+}
+
+// Record returns the record at index and its leaf, the bytes the tree
+// hashes (tlog.RecordHash(leaf)).
+func (l *Log) Record(ctx context.Context, index int64) (Record, []byte, error) {
+	leaves, err := l.st.ReadLeaves(ctx, index, 1)
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("audit: record %d: %w", index, err)
+	}
+	r, err := Decode(leaves[0])
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("audit: record %d: %w", index, err)
+	}
+	return r, leaves[0], nil
+}
+
+// checkSize refuses a tree size past the committed size.
+func (l *Log) checkSize(ctx context.Context, sizes ...int64) error {
+	cur, err := l.st.Size(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range sizes {
+		if n < 0 || n > cur {
+			return fmt.Errorf("audit: tree size %d out of range 0..%d", n, cur)
+		}
+	}
+	return nil
+}
+
+// TreeHash returns the root hash of the tree of the first size records.
+func (l *Log) TreeHash(ctx context.Context, size int64) (tlog.Hash, error) {
+	if err := l.checkSize(ctx, size); err != nil {
+		return tlog.Hash{}, err
+	}
+	return tlog.TreeHash(size, storageReader(ctx, l.st))
+}
+
+// ProveRecord returns the proof that record index is in the tree of the
+// first size records, to be checked with
+// tlog.CheckRecord(proof, size, root, index, tlog.RecordHash(leaf)).
+// (Note that tlog takes the tree size first.)
+func (l *Log) ProveRecord(ctx context.Context, index, size int64) (tlog.RecordProof, error) {
+	if err := l.checkSize(ctx, size); err != nil {
+		return nil, err
+	}
+	if index < 0 || index >= size {
+		return nil, fmt.Errorf("audit: record %d not in a tree of size %d", index, size)
+	}
+	return tlog.ProveRecord(size, index, storageReader(ctx, l.st))
+}
+
+// ProveTree returns the proof that the tree of size newSize extends the
+// tree of size oldSize (1 <= oldSize <= newSize), to be checked with
+// tlog.CheckTree(proof, newSize, newRoot, oldSize, oldRoot).
+func (l *Log) ProveTree(ctx context.Context, oldSize, newSize int64) (tlog.TreeProof, error) {
+	if err := l.checkSize(ctx, oldSize, newSize); err != nil {
+		return nil, err
+	}
+	if oldSize < 1 || oldSize > newSize {
+		return nil, fmt.Errorf("audit: no consistency proof from size %d to %d", oldSize, newSize)
+	}
+	return tlog.ProveTree(newSize, oldSize, storageReader(ctx, l.st))
+}

@@ -1,0 +1,299 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"latchkey/internal/audit"
+)
+
+// Sync is how durable an audit append is when it returns.
+type Sync int
+
+const (
+	// SyncNormal commits to the write-ahead log without fsync, like every
+	// other write of the store: a committed record survives a crash or kill
+	// of the process, but a power loss or operating system crash can lose
+	// the last records before the latest WAL checkpoint.
+	SyncNormal Sync = iota
+	// SyncFull also fsyncs the write-ahead log at every commit
+	// (synchronous=FULL for the audit transaction), so a committed record
+	// survives power loss too. Group commit shares one fsync among all the
+	// records of a batch.
+	SyncFull
+)
+
+// AuditStorage is the audit.Storage of a Store: tables audit_records and
+// audit_hashes (migrations/0002_audit.sql). It shares the store's single
+// writer connection, so audit appends and other writes queue together.
+type AuditStorage struct {
+	s    *Store
+	sync Sync
+}
+
+var _ audit.Storage = (*AuditStorage)(nil)
+
+// Audit returns the audit log storage of s, appending with durability sync.
+func (s *Store) Audit(sync Sync) *AuditStorage {
+	return &AuditStorage{s: s, sync: sync}
+}
+
+// insertRows is the most rows one INSERT statement carries.
+const insertRows = 128
+
+// auditCols is one audit_records row in column order.
+type auditCols struct {
+	leaf []byte
+	r    audit.Record
+}
+
+// Append implements audit.Storage. Each leaf must decode (audit.Decode):
+// the search columns are taken from it.
+func (a *AuditStorage) Append(ctx context.Context, first int64, leaves [][]byte, hashes []tlog.Hash) error {
+	n := int64(len(leaves))
+	if want := tlog.StoredHashCount(first+n) - tlog.StoredHashCount(first); int64(len(hashes)) != want {
+		return fmt.Errorf("sqlite: audit append: %d hashes for records %d..%d, want %d", len(hashes), first, first+n-1, want)
+	}
+	rows := make([]auditCols, n)
+	for i, leaf := range leaves {
+		r, err := audit.Decode(leaf)
+		if err != nil {
+			return fmt.Errorf("sqlite: audit append: record %d: %w", first+int64(i), err)
+		}
+		rows[i] = auditCols{leaf, r}
+	}
+	return a.write(ctx, func(tx *sql.Tx) error {
+		if err := checkSizes(ctx, tx, first); err != nil {
+			return err
+		}
+		if err := insertRecords(ctx, tx, first, rows); err != nil {
+			return err
+		}
+		return insertHashes(ctx, tx, tlog.StoredHashCount(first), hashes)
+	})
+}
+
+// write runs fn in a write transaction with the durability of a.sync.
+func (a *AuditStorage) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if a.sync == SyncNormal {
+		return a.s.write(ctx, fn)
+	}
+	conn, err := a.s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: audit append: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return fmt.Errorf("sqlite: audit append: %w", err)
+	}
+	// Back to the store's setting for the other writes on this connection.
+	defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// checkSizes fails with audit.ErrConflict unless the log holds exactly
+// first records, and with audit.ErrCorrupt unless it holds their hashes.
+func checkSizes(ctx context.Context, tx *sql.Tx, first int64) error {
+	var size, hashes int64
+	err := tx.QueryRowContext(ctx, `SELECT
+		(SELECT coalesce(max(idx) + 1, 0) FROM audit_records),
+		(SELECT coalesce(max(idx) + 1, 0) FROM audit_hashes)`).Scan(&size, &hashes)
+	if err != nil {
+		return fmt.Errorf("sqlite: audit append: %w", err)
+	}
+	if size != first {
+		return fmt.Errorf("sqlite: audit append at %d: log has %d records: %w", first, size, audit.ErrConflict)
+	}
+	if want := tlog.StoredHashCount(size); hashes != want {
+		return fmt.Errorf("sqlite: audit append: %d records but %d hashes, want %d: %w", size, hashes, want, audit.ErrCorrupt)
+	}
+	return nil
+}
+
+func insertRecords(ctx context.Context, tx *sql.Tx, first int64, rows []auditCols) error {
+	for len(rows) > 0 {
+		k := min(len(rows), insertRows)
+		args := make([]any, 0, 9*k)
+		for i, c := range rows[:k] {
+			r := c.r
+			args = append(args, first+int64(i), c.leaf, r.Time.UnixNano(), r.Actor, r.Action,
+				r.Contractor, r.TokenID, r.Service, r.Decision)
+		}
+		q := `INSERT INTO audit_records (idx, leaf, time, actor, action, contractor, token_id, service, decision) VALUES ` +
+			placeholders(k, 9)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("sqlite: audit append: %w", err)
+		}
+		rows, first = rows[k:], first+int64(k)
+	}
+	return nil
+}
+
+func insertHashes(ctx context.Context, tx *sql.Tx, first int64, hashes []tlog.Hash) error {
+	for len(hashes) > 0 {
+		k := min(len(hashes), insertRows)
+		args := make([]any, 0, 2*k)
+		for i := range hashes[:k] {
+			args = append(args, first+int64(i), hashes[i][:])
+		}
+		q := `INSERT INTO audit_hashes (idx, hash) VALUES ` + placeholders(k, 2)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("sqlite: audit append: %w", err)
+		}
+		hashes, first = hashes[k:], first+int64(k)
+	}
+	return nil
+}
+
+// placeholders returns rows groups of cols "?" for a VALUES clause.
+func placeholders(rows, cols int) string {
+	one := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	return strings.Repeat(one+", ", rows-1) + one
+}
+
+// Size implements audit.Storage.
+func (a *AuditStorage) Size(ctx context.Context) (int64, error) {
+	var n int64
+	err := a.s.r.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_records`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: audit size: %w", err)
+	}
+	return n, nil
+}
+
+// ReadHashes implements audit.Storage (and so tlog.HashReader semantics).
+func (a *AuditStorage) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	got := make(map[int64]tlog.Hash, len(indexes))
+	err := a.s.read(ctx, func(tx *sql.Tx) error {
+		for rest := indexes; len(rest) > 0; {
+			k := min(len(rest), 500)
+			args := make([]any, k)
+			for i, x := range rest[:k] {
+				args[i] = x
+			}
+			q := `SELECT idx, hash FROM audit_hashes WHERE idx IN (` + strings.TrimSuffix(strings.Repeat("?,", k), ",") + `)`
+			hs, err := scanHashes(ctx, tx, q, args...)
+			if err != nil {
+				return err
+			}
+			for _, h := range hs {
+				got[h.Index] = h.Hash
+			}
+			rest = rest[k:]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		h, ok := got[x]
+		if !ok {
+			return nil, fmt.Errorf("sqlite: audit hash %d: %w", x, audit.ErrMissing)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// queryer is a *sql.DB or a *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// scanHashes runs q, which selects (idx, hash) rows.
+func scanHashes(ctx context.Context, db queryer, q string, args ...any) ([]audit.StoredHash, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit hashes: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.StoredHash
+	var b []byte
+	for rows.Next() {
+		var h audit.StoredHash
+		if err := rows.Scan(&h.Index, &b); err != nil {
+			return nil, fmt.Errorf("sqlite: audit hashes: %w", err)
+		}
+		if len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("sqlite: audit hash %d is %d bytes: %w", h.Index, len(b), audit.ErrCorrupt)
+		}
+		copy(h.Hash[:], b)
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: audit hashes: %w", err)
+	}
+	return out, nil
+}
+
+// ReadLeaves implements audit.Storage.
+func (a *AuditStorage) ReadLeaves(ctx context.Context, first, n int64) ([][]byte, error) {
+	if first < 0 || n < 0 {
+		return nil, fmt.Errorf("sqlite: audit records %d+%d: %w", first, n, audit.ErrMissing)
+	}
+	leaves, err := a.ScanLeaves(ctx, first, int(n))
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, n)
+	for i := range out {
+		if i >= len(leaves) || leaves[i].Index != first+int64(i) {
+			return nil, fmt.Errorf("sqlite: audit record %d: %w", first+int64(i), audit.ErrMissing)
+		}
+		out[i] = leaves[i].Data
+	}
+	return out, nil
+}
+
+// ScanLeaves implements audit.Storage.
+func (a *AuditStorage) ScanLeaves(ctx context.Context, first int64, limit int) ([]audit.Leaf, error) {
+	rows, err := a.s.r.QueryContext(ctx,
+		`SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx LIMIT ?`, first, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit records: %w", err)
+	}
+	defer rows.Close()
+	out := make([]audit.Leaf, 0, min(limit, 8192))
+	for rows.Next() {
+		var l audit.Leaf
+		if err := rows.Scan(&l.Index, &l.Data); err != nil {
+			return nil, fmt.Errorf("sqlite: audit records: %w", err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: audit records: %w", err)
+	}
+	return out, nil
+}
+
+// ScanHashes implements audit.Storage.
+func (a *AuditStorage) ScanHashes(ctx context.Context, first int64, limit int) ([]audit.StoredHash, error) {
+	return scanHashes(ctx, a.s.r,
+		`SELECT idx, hash FROM audit_hashes WHERE idx >= ? ORDER BY idx LIMIT ?`, first, limit)
+}
+
+// String returns "normal" or "full", the --audit-sync spelling.
+func (s Sync) String() string {
+	if s == SyncFull {
+		return "full"
+	}
+	return "normal"
+}

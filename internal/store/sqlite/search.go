@@ -1,0 +1,73 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"latchkey/internal/audit"
+)
+
+var _ audit.Searcher = (*AuditStorage)(nil)
+
+// Search implements audit.Searcher: newest first, through the column
+// indexes of audit_records, every leaf decoded (a row whose leaf does not
+// decode is an error: the log has been tampered with).
+func (a *AuditStorage) Search(ctx context.Context, f audit.Filter) ([]audit.Entry, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, audit.MaxSearch)
+	var where []string
+	var args []any
+	eq := func(col, v string) {
+		if v != "" {
+			where = append(where, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	eq("contractor", f.Contractor)
+	eq("token_id", f.TokenID)
+	eq("service", f.Service)
+	eq("action", f.Action)
+	eq("decision", f.Decision)
+	if !f.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "time < ?")
+		args = append(args, f.Until.UnixNano())
+	}
+	if f.Before > 0 {
+		where = append(where, "idx < ?")
+		args = append(args, f.Before)
+	}
+	q := "SELECT idx, leaf FROM audit_records"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY idx DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := a.s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit search: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Entry
+	for rows.Next() {
+		var e audit.Entry
+		if err := rows.Scan(&e.Index, &e.Leaf); err != nil {
+			return nil, fmt.Errorf("sqlite: audit search: %w", err)
+		}
+		if e.Record, err = audit.Decode(e.Leaf); err != nil {
+			return nil, fmt.Errorf("sqlite: audit search: record %d: %w", e.Index, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: audit search: %w", err)
+	}
+	return out, nil
+}
