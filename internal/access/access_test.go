@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"latchkey/internal/access"
+	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store"
@@ -38,9 +39,11 @@ func (c *clock) Add(d time.Duration) {
 var root = access.Actor{TokenID: "root", Scopes: scope.Set{scope.MustParse("admin:*")}}
 
 type env struct {
-	a     *access.Authority
-	st    store.Store
-	clock *clock
+	a       *access.Authority
+	st      *sqlite.Store
+	log     *audit.Log
+	storage *sqlite.AuditStorage
+	clock   *clock
 }
 
 func newEnv(t testing.TB) *env {
@@ -49,7 +52,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.st.Close() })
+	t.Cleanup(func() { e.log.Close(); e.st.Close() })
 	return e
 }
 
@@ -68,11 +71,13 @@ func openEnv(dir string) (*env, error) {
 		return nil, err
 	}
 	c := &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	a, err := access.New(access.Config{Store: st, Box: box, Now: c.Now})
+	storage := st.Audit(sqlite.SyncNormal)
+	log := audit.New(storage, audit.Config{})
+	a, err := access.New(access.Config{Store: st, Box: box, Now: c.Now, Audit: log})
 	if err != nil {
 		return nil, err
 	}
-	return &env{a: a, st: st, clock: c}, nil
+	return &env{a: a, st: st, log: log, storage: storage, clock: c}, nil
 }
 
 // seed adds service billing, contractor alice (60 days) with a grant
@@ -548,12 +553,12 @@ func TestOffboardInvalidatesEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.st.Close()
+	defer func() { e.log.Close(); e.st.Close() }()
 	var mu sync.Mutex
 	var heard []string
 	key, _ := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
 	box, _ := seal.New(key)
-	e.a, err = access.New(access.Config{Store: e.st, Box: box, Now: e.clock.Now, Invalidate: func(id string) {
+	e.a, err = access.New(access.Config{Store: e.st, Box: box, Now: e.clock.Now, Audit: e.log, Invalidate: func(id string) {
 		mu.Lock()
 		heard = append(heard, id)
 		mu.Unlock()
