@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"latchkey/internal/access"
+	"latchkey/internal/audit"
 	"latchkey/internal/adminapi"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
@@ -39,13 +40,24 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { st.Close() })
 	key, _ := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
 	box, _ := seal.New(key)
-	a, err := access.New(access.Config{Store: st, Box: box})
+	storage := st.Audit(sqlite.SyncNormal)
+	log := audit.New(storage, audit.Config{})
+	t.Cleanup(func() { log.Close() })
+	a, err := access.New(access.Config{Store: st, Box: box, Audit: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := usage.New(usage.Config{Store: st, Interval: 10 * time.Millisecond})
 	t.Cleanup(func() { rec.Close(ctx) })
-	api, err := adminapi.New(adminapi.Config{Authority: a, Usage: rec})
+	if err := audit.GenerateKey(dir, "latchkey-test"); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := audit.LoadSigner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(ctx context.Context, force bool) ([]byte, error) { return log.Checkpoint(ctx, signer) }
+	api, err := adminapi.New(adminapi.Config{Authority: a, Usage: rec, Audit: log, AuditStorage: storage, Checkpoints: sign})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +213,7 @@ func call(t *testing.T, e *env, method, path, tok, body string) (int, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" && !(strings.HasSuffix(path, "/export") && ct == "application/x-ndjson") {
 		t.Errorf("%s %s: Content-Type %q", method, path, ct)
 	}
 	return resp.StatusCode, string(b)
@@ -253,6 +265,8 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		"POST /v1/grants", "GET /v1/grants", "POST /v1/grants/{id}/revoke", "POST /v1/tokens", "GET /v1/tokens",
 		"GET /v1/tokens/{id}", "POST /v1/tokens/{id}/revoke", "POST /v1/tokens/{id}/rotate",
 		"GET /v1/reports/active", "GET /v1/reports/access", "GET /v1/reports/unused",
+		"GET /v1/audit", "GET /v1/audit/checkpoint", "GET /v1/audit/proof/{index}", "GET /v1/audit/consistency",
+		"GET /v1/audit/export",
 	}
 	var got []string
 	for path, ops := range doc.Paths {
@@ -281,6 +295,10 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		_, body := call(t, e, "GET", path, e.root, "")
 		checkSchema(t, doc, schema, body)
 	}
+	_, body := call(t, e, "GET", "/v1/audit/proof/0", e.root, "")
+	checkSchema(t, doc, "InclusionProof", body)
+	_, body = call(t, e, "GET", "/v1/audit?limit=1", e.root, "")
+	checkSchema(t, doc, "AuditPage", body)
 	for path, schema := range map[string]string{"/v1/tokens": "Token", "/v1/grants": "Grant", "/v1/contractors": "Contractor",
 		"/v1/reports/active": "ActiveRow", "/v1/reports/access": "AccessRow", "/v1/services": "Service"} {
 		_, body := call(t, e, "GET", path, e.root, "")

@@ -142,7 +142,7 @@ func (s *Server) auditCheckpoint(ctx context.Context, c caller, r *http.Request)
 	if err != nil {
 		return 0, nil, err
 	}
-	parsed, err := audit.ParseCheckpoint(string(cp))
+	parsed, err := audit.ParseSigned(cp)
 	if err != nil {
 		return 0, nil, err
 	}

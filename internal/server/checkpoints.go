@@ -66,7 +66,7 @@ func (c *checkpointer) sign(ctx context.Context, force bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	parsed, err := audit.ParseCheckpoint(string(cp))
+	parsed, err := audit.ParseSigned(cp)
 	if err != nil {
 		return nil, err
 	}
