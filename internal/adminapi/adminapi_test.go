@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"latchkey/internal/access"
-	"latchkey/internal/audit"
 	"latchkey/internal/adminapi"
+	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store/sqlite"
