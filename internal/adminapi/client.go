@@ -65,23 +65,15 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, 
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach latchkey at %s: %w", c.Addr, err)
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxReply))
-	if resp.StatusCode >= 300 {
-		e := &APIError{Status: resp.StatusCode}
-		if err := dec.Decode(&e.Problem); err != nil || e.Problem.Error == "" {
-			e.Problem = Problem{Error: "http_error", Message: fmt.Sprintf("server answered %s", resp.Status)}
-		}
-		return e
+	if err := checkStatus(resp); err != nil {
+		return err
 	}
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxReply))
 	if out == nil {
 		return nil
 	}
@@ -89,6 +81,27 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, 
 		return fmt.Errorf("failed to decode reply from %s: %w", path, err)
 	}
 	return nil
+}
+
+// httpClient returns c.HTTP, or a client with a 30 s timeout.
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+// checkStatus returns the *APIError of a reply with status 300 or more.
+func checkStatus(resp *http.Response) error {
+	if resp.StatusCode < 300 {
+		return nil
+	}
+	e := &APIError{Status: resp.StatusCode}
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxReply))
+	if err := dec.Decode(&e.Problem); err != nil || e.Problem.Error == "" {
+		e.Problem = Problem{Error: "http_error", Message: fmt.Sprintf("server answered %s", resp.Status)}
+	}
+	return e
 }
 
 func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
@@ -198,4 +211,120 @@ func filter(contractor, flag string, set bool) url.Values {
 		q.Set(flag, "true")
 	}
 	return q
+}
+
+// AuditQuery selects records in AuditSearch; zero fields select
+// everything. Since and Until are RFC 3339 or relative times ("8h"), which
+// the server resolves; Before is the cursor of a previous page's Next.
+type AuditQuery struct {
+	Contractor, Token, Service, Action, Decision string
+	Since, Until                                 string
+	Before                                       int64
+	Limit                                        int
+}
+
+// values returns q as query parameters of GET /v1/audit.
+func (q AuditQuery) values() url.Values {
+	v := url.Values{}
+	for _, p := range [][2]string{{"contractor", q.Contractor}, {"token", q.Token}, {"service", q.Service},
+		{"action", q.Action}, {"decision", q.Decision}, {"since", q.Since}, {"until", q.Until}} {
+		if p[1] != "" {
+			v.Set(p[0], p[1])
+		}
+	}
+	if q.Before > 0 {
+		v.Set("before", strconv.FormatInt(q.Before, 10))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+// AuditSearch finds audit records, newest first, one page at a time.
+func (c *Client) AuditSearch(ctx context.Context, q AuditQuery) (out AuditPage, err error) {
+	return out, c.get(ctx, "/v1/audit", q.values(), &out)
+}
+
+// AuditCheckpoint has the server sign a checkpoint of the log now.
+func (c *Client) AuditCheckpoint(ctx context.Context) (out SignedCheckpoint, err error) {
+	return out, c.get(ctx, "/v1/audit/checkpoint", nil, &out)
+}
+
+// AuditProof returns the inclusion proof of record index in the tree of
+// size records (0: the whole log as it is now). The caller checks it.
+func (c *Client) AuditProof(ctx context.Context, index, size int64) (out InclusionProof, err error) {
+	var q url.Values
+	if size > 0 {
+		q = url.Values{"size": {strconv.FormatInt(size, 10)}}
+	}
+	return out, c.get(ctx, "/v1/audit/proof/"+strconv.FormatInt(index, 10), q, &out)
+}
+
+// AuditConsistency returns the proof that the tree of newSize records
+// (0: the whole log now) extends the tree of oldSize records. The caller
+// checks it.
+func (c *Client) AuditConsistency(ctx context.Context, oldSize, newSize int64) (out ConsistencyProof, err error) {
+	q := url.Values{"old": {strconv.FormatInt(oldSize, 10)}}
+	if newSize > 0 {
+		q.Set("new", strconv.FormatInt(newSize, 10))
+	}
+	return out, c.get(ctx, "/v1/audit/consistency", q, &out)
+}
+
+// AuditExport streams the JSON Lines of GET /v1/audit/export (records
+// from index from on) to w, without the client's overall timeout. progress,
+// if not nil, is called as lines arrive with the records written so far
+// and the number expected (from the X-Latchkey-Audit-Size header). It
+// fails if the stream ends before every expected record arrived.
+func (c *Client) AuditExport(ctx context.Context, from int64, w io.Writer, progress func(done, total int64)) error {
+	u := strings.TrimRight(c.Addr, "/") + "/v1/audit/export?from=" + strconv.FormatInt(from, 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("invalid admin address %q: %w", c.Addr, err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := *c.httpClient()
+	hc.Timeout = 0 // an export takes as long as it takes; ctx cancels it
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach latchkey at %s: %w", c.Addr, err)
+	}
+	defer resp.Body.Close()
+	if err := checkStatus(resp); err != nil {
+		return err
+	}
+	size, err := strconv.ParseInt(resp.Header.Get("X-Latchkey-Audit-Size"), 10, 64)
+	if err != nil || size < from {
+		return fmt.Errorf("audit export: bad X-Latchkey-Audit-Size header %q", resp.Header.Get("X-Latchkey-Audit-Size"))
+	}
+	lw := &lineCounter{w: w, total: size - from, progress: progress}
+	if progress != nil {
+		progress(0, lw.total)
+	}
+	if _, err := io.Copy(lw, resp.Body); err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	if lw.done != lw.total {
+		return fmt.Errorf("audit export: stream ended after %d of %d records", lw.done, lw.total)
+	}
+	return nil
+}
+
+// lineCounter passes writes through to w, counting newlines (records).
+type lineCounter struct {
+	w           io.Writer
+	done, total int64
+	progress    func(done, total int64)
+}
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	l.done += int64(bytes.Count(p[:n], []byte{'\n'}))
+	if l.progress != nil {
+		l.progress(l.done, l.total)
+	}
+	return n, err
 }

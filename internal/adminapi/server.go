@@ -234,6 +234,7 @@ var statusOf = map[string]int{
 	access.ReasonUnknown:            http.StatusUnauthorized,
 	access.ReasonSourceDenied:       http.StatusForbidden,
 	"body_too_large":                http.StatusRequestEntityTooLarge,
+	access.ReasonAuditUnavailable:   http.StatusServiceUnavailable,
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

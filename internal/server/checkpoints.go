@@ -21,7 +21,8 @@ import (
 const DefaultCheckpointEvery = 5 * time.Second
 
 // checkpointDir is where serve writes every signed checkpoint, one file
-// each, named by tree size: a history the operator cannot silently fork,
+// each, named by tree size (12 digits; files starting with "." are
+// checkpoints being written, to be ignored): a history the operator cannot silently fork,
 // to be shipped elsewhere (and also written to Config.CheckpointDir).
 const checkpointDir = "checkpoints"
 
@@ -136,6 +137,11 @@ func newCheckpointer(cfg Config, in *instance) (*checkpointer, error) {
 	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("checkpoint directory: %w", err)
+		}
+		// A kill during writeFileAtomic leaves its temporary file behind.
+		stale, _ := filepath.Glob(filepath.Join(d, ".tmp-*"))
+		for _, f := range stale {
+			os.Remove(f)
 		}
 	}
 	return &checkpointer{log: in.audit, signer: signer, dirs: dirs, app: cfg.Log, last: -1}, nil

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,9 @@ func checkpoints(t *testing.T, dir string) []audit.Checkpoint {
 	ents, _ := os.ReadDir(filepath.Join(dir, checkpointDir))
 	var out []audit.Checkpoint
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // a checkpoint being written
+		}
 		b, err := os.ReadFile(filepath.Join(dir, checkpointDir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
