@@ -76,4 +76,3 @@ func (a *AuditStorage) Search(ctx context.Context, f audit.Filter) ([]audit.Entr
 	}
 	return out, nil
 }
-
