@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	_ "modernc.org/sqlite"
 )
 
 // TestMain makes the test binary double as the latchkey command, so that
@@ -60,6 +63,9 @@ func TestScripts(t *testing.T) {
 			"envre":     cmdEnvre,
 			"nosecret":  cmdNosecret,
 			"status":    cmdStatus,
+			"sqlexec":   cmdSqlexec,
+			"cpdir":     cmdCpdir,
+			"flipleaf":  cmdFlipleaf,
 		},
 	})
 }
@@ -283,4 +289,104 @@ func cmdGencert(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.MkdirAll(dir, 0o700))
 	ts.Check(os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	ts.Check(os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
+}
+
+// cmdSqlexec: sqlexec DBFILE SQL...
+//
+// runs each SQL statement, in order, on the SQLite database DBFILE, as an
+// attacker with write access to the file would: no latchkey code involved.
+func cmdSqlexec(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: sqlexec DBFILE SQL...")
+	}
+	db, err := sql.Open("sqlite", ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer db.Close()
+	for _, q := range args[1:] {
+		res, err := db.Exec(q)
+		if err != nil {
+			ts.Fatalf("%s: %v", q, err)
+		}
+		n, _ := res.RowsAffected()
+		ts.Logf("%d rows affected", n)
+	}
+}
+
+// cmdCpdir: cpdir SRC DST
+//
+// copies the directory tree SRC to DST (which must not exist), keeping
+// file modes.
+func cmdCpdir(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: cpdir SRC DST")
+	}
+	src, dst := ts.MkAbs(args[0]), ts.MkAbs(args[1])
+	if _, err := os.Stat(dst); err == nil {
+		ts.Fatalf("%s exists", dst)
+	}
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, fi.Mode().Perm())
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(to, b, fi.Mode().Perm())
+		}
+		return nil
+	})
+	ts.Check(err)
+}
+
+// cmdFlipleaf: flipleaf EXPORT INDEX OFFSET
+//
+// flips the lowest bit of byte OFFSET (from the end if negative: -1 is
+// the last byte) of the leaf of record INDEX in the JSON Lines audit
+// export EXPORT, and writes the line back in the same form.
+func cmdFlipleaf(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: flipleaf EXPORT INDEX OFFSET")
+	}
+	index, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	off, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	path := ts.MkAbs(args[0])
+	lines := strings.SplitAfter(ts.ReadFile(args[0]), "\n")
+	for i, l := range lines {
+		var rec struct {
+			Index int64  `json:"index"`
+			Leaf  []byte `json:"leaf"`
+		}
+		if l == "" || json.Unmarshal([]byte(l), &rec) != nil || rec.Index != index {
+			continue
+		}
+		if off < 0 {
+			off += len(rec.Leaf)
+		}
+		if off < 0 || off >= len(rec.Leaf) {
+			ts.Fatalf("offset %s out of a %d-byte leaf", args[2], len(rec.Leaf))
+		}
+		rec.Leaf[off] ^= 1
+		b, err := json.Marshal(rec)
+		ts.Check(err)
+		lines[i] = string(b) + "\n"
+		ts.Check(os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644))
+		return
+	}
+	ts.Fatalf("no record %d in %s", index, args[0])
 }

@@ -186,7 +186,7 @@ usage.`,
 	root.AddCommand(
 		initCmd(), serveCmd(),
 		serviceCmd(g), contractorCmd(g), grantCmd(g), tokenCmd(g), reportCmd(g),
-		whoamiCmd(g),
+		whoamiCmd(g), auditCmd(g),
 	)
 	// cobra's completion command holds one subcommand per shell but does
 	// not run itself: make "completion ksh" a usage error like any other

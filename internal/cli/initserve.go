@@ -66,12 +66,17 @@ func serveCmd() *cobra.Command {
 	var cfg server.Config
 	var maxTTL string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--admin-addr A] [--max-ttl DURATION] [--admin-tls-cert F --admin-tls-key F]",
+		Use:   "serve --data DIR [--admin-addr A] [--max-ttl DURATION] [--admin-tls-cert F --admin-tls-key F] [--audit-sync normal|full] [--checkpoint-dir DIR]",
 		Short: "Run the admin API; initializes DIR if empty",
 		Long: `Run the admin API until SIGINT or SIGTERM, then shut down gracefully.
 If DIR holds no store yet, it is initialized first and the first admin token
 is printed once on stdout. Once listening, the admin API's base URL is
-written to DIR/admin.url (removed on shutdown).`,
+written to DIR/admin.url (removed on shutdown).
+
+Every signed audit checkpoint is written to DIR/checkpoints, one file per
+tree size, and to --checkpoint-dir if given. With --audit-sync full, every
+audit commit is also fsynced, so an acknowledged operation's record
+survives power loss, not only a crash of the process.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
@@ -79,6 +84,10 @@ written to DIR/admin.url (removed on shutdown).`,
 	c.Flags().StringVar(&maxTTL, "max-ttl", "", "longest lifetime of any token (default 30d)")
 	c.Flags().StringVar(&cfg.TLSCert, "admin-tls-cert", "", "PEM certificate: serve the admin API over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.TLSKey, "admin-tls-key", "", "PEM private key for --admin-tls-cert")
+	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
+	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
+	_ = c.RegisterFlagCompletionFunc("audit-sync", cobra.FixedCompletions([]string{"normal", "full"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = c.MarkFlagDirname("checkpoint-dir")
 	_ = c.MarkFlagRequired("data")
 	_ = c.MarkFlagDirname("data")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -87,6 +96,9 @@ written to DIR/admin.url (removed on shutdown).`,
 			return err
 		}
 		cfg.MaxTTL = d
+		if cfg.AuditSync != "normal" && cfg.AuditSync != "full" {
+			return usagef("--audit-sync %q: want normal or full", trunc(cfg.AuditSync))
+		}
 		cfg.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 		return server.Run(cmd.Context(), cfg, cmd.OutOrStdout())
 	}

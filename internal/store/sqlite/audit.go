@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -33,13 +34,16 @@ const (
 type AuditStorage struct {
 	s    *Store
 	sync Sync
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // prepared INSERTs by text: parsed once, not per batch
 }
 
 var _ audit.Storage = (*AuditStorage)(nil)
 
 // Audit returns the audit log storage of s, appending with durability sync.
 func (s *Store) Audit(sync Sync) *AuditStorage {
-	return &AuditStorage{s: s, sync: sync}
+	return &AuditStorage{s: s, sync: sync, stmts: make(map[string]*sql.Stmt)}
 }
 
 // insertRows is the most rows one INSERT statement carries.
@@ -66,14 +70,19 @@ func (a *AuditStorage) Append(ctx context.Context, first int64, leaves [][]byte,
 		}
 		rows[i] = auditCols{leaf, r}
 	}
+	// Prepare the statements before the transaction takes the store's
+	// only write connection: preparing needs that connection too.
+	if err := a.prepare(ctx, len(rows), len(hashes)); err != nil {
+		return err
+	}
 	return a.write(ctx, func(tx *sql.Tx) error {
 		if err := checkSizes(ctx, tx, first); err != nil {
 			return err
 		}
-		if err := insertRecords(ctx, tx, first, rows); err != nil {
+		if err := a.insertRecords(ctx, tx, first, rows); err != nil {
 			return err
 		}
-		return insertHashes(ctx, tx, tlog.StoredHashCount(first), hashes)
+		return a.insertHashes(ctx, tx, tlog.StoredHashCount(first), hashes)
 	})
 }
 
@@ -125,7 +134,7 @@ func checkSizes(ctx context.Context, tx *sql.Tx, first int64) error {
 	return nil
 }
 
-func insertRecords(ctx context.Context, tx *sql.Tx, first int64, rows []auditCols) error {
+func (a *AuditStorage) insertRecords(ctx context.Context, tx *sql.Tx, first int64, rows []auditCols) error {
 	for len(rows) > 0 {
 		k := min(len(rows), insertRows)
 		args := make([]any, 0, 9*k)
@@ -134,28 +143,77 @@ func insertRecords(ctx context.Context, tx *sql.Tx, first int64, rows []auditCol
 			args = append(args, first+int64(i), c.leaf, r.Time.UnixNano(), r.Actor, r.Action,
 				r.Contractor, r.TokenID, r.Service, r.Decision)
 		}
-		q := `INSERT INTO audit_records (idx, leaf, time, actor, action, contractor, token_id, service, decision) VALUES ` +
-			placeholders(k, 9)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("sqlite: audit append: %w", err)
+		if err := a.exec(ctx, tx, recordsInsert(k), args); err != nil {
+			return err
 		}
 		rows, first = rows[k:], first+int64(k)
 	}
 	return nil
 }
 
-func insertHashes(ctx context.Context, tx *sql.Tx, first int64, hashes []tlog.Hash) error {
+func (a *AuditStorage) insertHashes(ctx context.Context, tx *sql.Tx, first int64, hashes []tlog.Hash) error {
 	for len(hashes) > 0 {
 		k := min(len(hashes), insertRows)
 		args := make([]any, 0, 2*k)
 		for i := range hashes[:k] {
 			args = append(args, first+int64(i), hashes[i][:])
 		}
-		q := `INSERT INTO audit_hashes (idx, hash) VALUES ` + placeholders(k, 2)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("sqlite: audit append: %w", err)
+		if err := a.exec(ctx, tx, hashesInsert(k), args); err != nil {
+			return err
 		}
 		hashes, first = hashes[k:], first+int64(k)
+	}
+	return nil
+}
+
+// Statement texts, by the number of rows one INSERT carries.
+func recordsInsert(k int) string {
+	return `INSERT INTO audit_records (idx, leaf, time, actor, action, contractor, token_id, service, decision) VALUES ` +
+		placeholders(k, 9)
+}
+
+func hashesInsert(k int) string {
+	return `INSERT INTO audit_hashes (idx, hash) VALUES ` + placeholders(k, 2)
+}
+
+// prepare makes sure the INSERTs for n records and h hashes are prepared
+// (parsed once, kept for every later batch of the same shape).
+func (a *AuditStorage) prepare(ctx context.Context, n, h int) error {
+	var qs []string
+	if n >= insertRows {
+		qs = append(qs, recordsInsert(insertRows))
+	}
+	if n%insertRows != 0 {
+		qs = append(qs, recordsInsert(n%insertRows))
+	}
+	if h >= insertRows {
+		qs = append(qs, hashesInsert(insertRows))
+	}
+	if h%insertRows != 0 {
+		qs = append(qs, hashesInsert(h%insertRows))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, q := range qs {
+		if a.stmts[q] != nil {
+			continue
+		}
+		st, err := a.s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlite: audit append: %w", err)
+		}
+		a.stmts[q] = st
+	}
+	return nil
+}
+
+// exec runs q, prepared by prepare, in tx.
+func (a *AuditStorage) exec(ctx context.Context, tx *sql.Tx, q string, args []any) error {
+	a.mu.Lock()
+	st := a.stmts[q]
+	a.mu.Unlock()
+	if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+		return fmt.Errorf("sqlite: audit append: %w", err)
 	}
 	return nil
 }
