@@ -72,10 +72,12 @@ type ConsistencyProof struct {
 }
 
 // ExportLine is one line of GET /v1/audit/export (JSON Lines): the stored
-// leaf, enough with the public key to verify the log offline.
+// leaf, enough with the public key to verify the log offline, and its
+// leaf hash tlog.RecordHash(leaf).
 type ExportLine struct {
 	Index int64  `json:"index"`
 	Leaf  []byte `json:"leaf"`
+	Hash  []byte `json:"hash"`
 }
 
 func toAuditRecord(index int64, r audit.Record, leaf []byte) AuditRecord {
@@ -223,7 +225,8 @@ func (s *Server) auditExport(ctx context.Context, c caller, r *http.Request) (in
 				return
 			}
 			for j, leaf := range leaves {
-				if enc.Encode(ExportLine{i + int64(j), leaf}) != nil {
+				h := tlog.RecordHash(leaf)
+				if enc.Encode(ExportLine{i + int64(j), leaf, h[:]}) != nil {
 					return
 				}
 			}

@@ -44,6 +44,7 @@ type Tree struct {
 type line struct {
 	Index *int64 `json:"index"`
 	Leaf  []byte `json:"leaf"`
+	Hash  []byte `json:"hash"` // tlog.RecordHash(leaf), for a SIEM to cite; checked
 }
 
 // ReadExport reads an export of a whole log (indexes 0, 1, 2, ...) from r
@@ -109,6 +110,9 @@ func parseLine(b []byte, want int64) ([]byte, error) {
 	}
 	if _, err := audit.Decode(l.Leaf); err != nil {
 		return nil, bad("record does not decode: %v", err)
+	}
+	if h := tlog.RecordHash(l.Leaf); l.Hash != nil && !bytes.Equal(l.Hash, h[:]) {
+		return nil, bad("export line %d: hash does not match its leaf", want+1)
 	}
 	return l.Leaf, nil
 }

@@ -78,6 +78,7 @@ func TestReadExportRejects(t *testing.T) {
 		{"no leaf", []string{`{"index":0}` + "\n"}, 0},
 		{"bad leaf", []string{`{"index":0,"leaf":"AQ=="}` + "\n"}, 0},
 		{"trailing", []string{strings.TrimSuffix(good[0], "\n") + " {}\n"}, 0},
+		{"wrong hash", []string{strings.TrimSuffix(good[0], "}\n") + `,"hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}` + "\n"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

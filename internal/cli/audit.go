@@ -26,7 +26,7 @@ import (
 
 func auditCmd(g *globals) *cobra.Command {
 	return group("audit", "Search, prove, export and verify the tamper-evident audit log",
-		auditSearchCmd(g), auditCheckpointCmd(g), auditProveCmd(g), auditExportCmd(g), auditVerifyCmd())
+		auditSearchCmd(g), auditCheckpointCmd(g), auditProveCmd(g), auditConsistencyCmd(g), auditExportCmd(g), auditVerifyCmd())
 }
 
 func auditSearchCmd(g *globals) *cobra.Command {
@@ -649,3 +649,4 @@ func verifyExport(path string, files []string, v note.Verifier, bar *progress) (
 	}
 	return res, nil
 }
+
