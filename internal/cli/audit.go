@@ -649,4 +649,3 @@ func verifyExport(path string, files []string, v note.Verifier, bar *progress) (
 	}
 	return res, nil
 }
-
