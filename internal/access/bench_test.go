@@ -144,3 +144,23 @@ func BenchmarkBaselineSHA256(b *testing.B) {
 	}
 	_ = sum
 }
+
+// BenchmarkIssueParallel issues from 16 concurrent admins, as a busy
+// server does: audit records of concurrent issues share a commit.
+func BenchmarkIssueParallel(b *testing.B) {
+	e := newEnv(b)
+	e.seed(b)
+	ctx := context.Background()
+	req := access.IssueRequest{Contractor: "alice", Scopes: []string{"billing:GET:/v1/invoices/*"}, TTL: time.Hour}
+	b.SetParallelism(8) // 16 goroutines on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.a.Issue(ctx, root, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}

@@ -114,7 +114,7 @@ func TestParseCheckpoint(t *testing.T) {
 func TestCheckExtends(t *testing.T) {
 	ctx := t.Context()
 	s, v, _ := newKey(t, "latchkey.example/audit")
-	m, l := filled(t, 50)
+	l, db := filled(t, 50)
 	b, err := l.Checkpoint(ctx, s)
 	if err != nil {
 		t.Fatal(err)
@@ -149,13 +149,19 @@ func TestCheckExtends(t *testing.T) {
 
 	// Rewrite history: change record 10 and recompute every stored hash,
 	// so that Verify passes; only the checkpoint catches it.
-	m.Leaves[10] = audittest.Rec(999).Encode()
+	execSQL(t, db, `UPDATE audit_records SET leaf = ? WHERE idx = 10`, audittest.Rec(999).Encode())
 	size, _ := l.Size(ctx)
 	h := audittest.NewHasher()
 	for i := range size {
-		h.Add([][]byte{m.Leaves[i]})
+		_, leaf, err := l.Record(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Add([][]byte{leaf})
 	}
-	m.Hashes = h.Hashes
+	for x, v := range h.Hashes {
+		execSQL(t, db, `UPDATE audit_hashes SET hash = ? WHERE idx = ?`, v[:], x)
+	}
 	size, root, err := l.Verify(ctx, nil)
 	if err != nil {
 		t.Fatalf("Verify of a consistently rewritten log: %v", err)
@@ -165,12 +171,8 @@ func TestCheckExtends(t *testing.T) {
 	}
 
 	// Truncate below the checkpoint.
-	for i := int64(40); i < size; i++ {
-		delete(m.Leaves, i)
-	}
-	for x := tlog.StoredHashCount(40); x < tlog.StoredHashCount(size); x++ {
-		delete(m.Hashes, x)
-	}
+	execSQL(t, db, `DELETE FROM audit_records WHERE idx >= 40`)
+	execSQL(t, db, `DELETE FROM audit_hashes WHERE idx >= ?`, tlog.StoredHashCount(40))
 	size, root, err = l.Verify(ctx, nil)
 	if err != nil || size != 40 {
 		t.Fatalf("Verify of a truncated log = %d, %v", size, err)

@@ -2,7 +2,10 @@ package audit_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -10,17 +13,56 @@ import (
 
 	"latchkey/internal/audit"
 	"latchkey/internal/audit/audittest"
+	"latchkey/internal/store/sqlite"
 )
 
-func TestMem(t *testing.T) {
-	audittest.Run(t, func(t *testing.T) audit.Storage { return audittest.NewMem() })
+// newStorage returns the audit storage of a new SQLite database file, and
+// the file's path. The store is closed at the end of the test.
+func newStorage(t testing.TB) (*sqlite.AuditStorage, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st.Audit(sqlite.SyncNormal), path
 }
 
-// filled returns a Mem holding Rec(0) .. Rec(n-1) and a Log on it.
-func filled(t *testing.T, n int) (*audittest.Mem, *audit.Log) {
+// rawDB opens the database file at path the way an attacker with file
+// access would: a separate connection, under the Store.
+func rawDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	m := audittest.NewMem()
-	l := audit.New(m, audit.Config{})
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// execSQL runs q on db and fails the test on an error.
+func execSQL(t testing.TB, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.ExecContext(context.Background(), q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// insertLeaf inserts leaf at record index i with raw SQL, search columns
+// empty.
+func insertLeaf(t testing.TB, db *sql.DB, i int64, leaf []byte) {
+	t.Helper()
+	execSQL(t, db, `INSERT INTO audit_records (idx, leaf, time, actor, action, contractor, token_id, service, decision)
+		VALUES (?, ?, 0, '', '', '', '', '', '')`, i, leaf)
+}
+
+// filled returns a Log on a new SQLite database holding Rec(0) ..
+// Rec(n-1), and a raw connection to the database file to tamper with it.
+func filled(t *testing.T, n int) (*audit.Log, *sql.DB) {
+	t.Helper()
+	st, path := newStorage(t)
+	l := audit.New(st, audit.Config{})
 	t.Cleanup(func() { l.Close() })
 	recs := make([]audit.Record, n)
 	for i := range recs {
@@ -29,41 +71,59 @@ func filled(t *testing.T, n int) (*audittest.Mem, *audit.Log) {
 	if _, err := l.Append(t.Context(), recs...); err != nil {
 		t.Fatal(err)
 	}
-	return m, l
+	return l, rawDB(t, path)
 }
 
-// TestVerifyTamper changes the stored log under the Log in every way Verify
-// must notice, and checks that it names the first bad record. The SQLite
-// engine repeats these with raw SQL on the database file.
+// TestVerifyTamper changes the stored log under the Log, with raw SQL on
+// the database file, in every way Verify must notice, and checks that it
+// names the first bad record.
 func TestVerifyTamper(t *testing.T) {
 	const n = 100
 	other := audittest.Rec(1000).Encode()
 	tests := []struct {
 		name   string
-		tamper func(m *audittest.Mem)
+		tamper func(t *testing.T, db *sql.DB)
 		want   int64
 	}{
-		{"change", func(m *audittest.Mem) { m.Leaves[37] = other }, 37},
-		{"garble", func(m *audittest.Mem) { m.Leaves[37] = []byte{1, 2, 3} }, 37},
-		{"delete", func(m *audittest.Mem) { delete(m.Leaves, 37) }, 37},
-		{"delete last", func(m *audittest.Mem) { delete(m.Leaves, n-1) }, n - 1},
-		{"insert at end", func(m *audittest.Mem) { m.Leaves[n] = other }, n},
-		{"insert past end", func(m *audittest.Mem) { m.Leaves[n+5] = other }, n},
-		{"insert", func(m *audittest.Mem) {
-			for i := int64(n); i > 37; i-- {
-				m.Leaves[i] = m.Leaves[i-1]
-			}
-			m.Leaves[37] = other
+		{"change", func(t *testing.T, db *sql.DB) {
+			execSQL(t, db, `UPDATE audit_records SET leaf = ? WHERE idx = 37`, other)
 		}, 37},
-		{"swap", func(m *audittest.Mem) { m.Leaves[20], m.Leaves[30] = m.Leaves[30], m.Leaves[20] }, 20},
-		{"change hash", func(m *audittest.Mem) { m.Hashes[tlog.StoredHashIndex(1, 25)] = tlog.Hash{1} }, 51},
-		{"delete hash", func(m *audittest.Mem) { delete(m.Hashes, tlog.StoredHashIndex(0, 60)) }, 60},
-		{"extra hash", func(m *audittest.Mem) { m.Hashes[tlog.StoredHashCount(n)] = tlog.Hash{} }, n},
+		{"garble", func(t *testing.T, db *sql.DB) {
+			execSQL(t, db, `UPDATE audit_records SET leaf = x'010203' WHERE idx = 37`)
+		}, 37},
+		{"delete", func(t *testing.T, db *sql.DB) {
+			execSQL(t, db, `DELETE FROM audit_records WHERE idx = 37`)
+		}, 37},
+		{"delete last", func(t *testing.T, db *sql.DB) {
+			execSQL(t, db, `DELETE FROM audit_records WHERE idx = ?`, n-1)
+		}, n - 1},
+		{"insert at end", func(t *testing.T, db *sql.DB) { insertLeaf(t, db, n, other) }, n},
+		{"insert past end", func(t *testing.T, db *sql.DB) { insertLeaf(t, db, n+5, other) }, n},
+		{"insert", func(t *testing.T, db *sql.DB) { // shift up through spare indexes
+			execSQL(t, db, `UPDATE audit_records SET idx = idx + 1000 WHERE idx >= 37`)
+			execSQL(t, db, `UPDATE audit_records SET idx = idx - 999 WHERE idx >= 1000`)
+			insertLeaf(t, db, 37, other)
+		}, 37},
+		{"swap", func(t *testing.T, db *sql.DB) { // through a spare index
+			execSQL(t, db, `UPDATE audit_records SET idx = 1000 WHERE idx = 20`)
+			execSQL(t, db, `UPDATE audit_records SET idx = 20 WHERE idx = 30`)
+			execSQL(t, db, `UPDATE audit_records SET idx = 30 WHERE idx = 1000`)
+		}, 20},
+		{"change hash", func(t *testing.T, db *sql.DB) {
+			h := tlog.Hash{1}
+			execSQL(t, db, `UPDATE audit_hashes SET hash = ? WHERE idx = ?`, h[:], tlog.StoredHashIndex(1, 25))
+		}, 51},
+		{"delete hash", func(t *testing.T, db *sql.DB) {
+			execSQL(t, db, `DELETE FROM audit_hashes WHERE idx = ?`, tlog.StoredHashIndex(0, 60))
+		}, 60},
+		{"extra hash", func(t *testing.T, db *sql.DB) {
+			execSQL(t, db, `INSERT INTO audit_hashes (idx, hash) VALUES (?, zeroblob(32))`, tlog.StoredHashCount(n))
+		}, n},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, l := filled(t, n)
-			tt.tamper(m)
+			l, db := filled(t, n)
+			tt.tamper(t, db)
 			_, _, err := l.Verify(t.Context(), nil)
 			var ve *audit.VerifyError
 			if !errors.As(err, &ve) || ve.Index != tt.want {
@@ -76,8 +136,9 @@ func TestVerifyTamper(t *testing.T) {
 // TestVerifyChunks checks Verify across chunk boundaries and its progress
 // reports.
 func TestVerifyChunks(t *testing.T) {
-	const n = 20000 // more than two chunks
-	m, l := filled(t, n)
+	const chunk, n = 1000, 2500 // more than two chunks, the last one short
+	audit.SetVerifyChunk(t, chunk)
+	l, db := filled(t, n)
 	var calls []int64
 	size, root, err := l.Verify(t.Context(), func(done, total int64) {
 		if total != n {
@@ -88,7 +149,7 @@ func TestVerifyChunks(t *testing.T) {
 	if err != nil || size != n {
 		t.Fatalf("Verify = %d, %v", size, err)
 	}
-	if len(calls) < 3 || calls[len(calls)-1] != n {
+	if want := []int64{chunk, 2 * chunk, n}; !slices.Equal(calls, want) {
 		t.Errorf("progress calls %v", calls)
 	}
 	h := audittest.NewHasher()
@@ -96,7 +157,7 @@ func TestVerifyChunks(t *testing.T) {
 	if root != h.Root(n) {
 		t.Errorf("root %v, want %v", root, h.Root(n))
 	}
-	m.Leaves[n-3] = audittest.Rec(0).Encode()
+	execSQL(t, db, `UPDATE audit_records SET leaf = ? WHERE idx = ?`, audittest.Rec(0).Encode(), n-3)
 	var ve *audit.VerifyError
 	if _, _, err := l.Verify(t.Context(), nil); !errors.As(err, &ve) || ve.Index != n-3 {
 		t.Errorf("Verify after a change in the last chunk = %v", err)
@@ -104,7 +165,8 @@ func TestVerifyChunks(t *testing.T) {
 }
 
 func TestVerifyEmpty(t *testing.T) {
-	l := audit.New(audittest.NewMem(), audit.Config{})
+	st, _ := newStorage(t)
+	l := audit.New(st, audit.Config{})
 	defer l.Close()
 	want, err := tlog.TreeHash(0, nil)
 	if err != nil {
@@ -115,7 +177,8 @@ func TestVerifyEmpty(t *testing.T) {
 	}
 }
 
-// failing is a Storage whose appends fail while broken is set.
+// failing wraps a real Storage and injects an error into its appends while
+// broken is set.
 type failing struct {
 	audit.Storage
 	mu     sync.Mutex
@@ -145,7 +208,8 @@ func (f *failing) set(b bool) {
 // once storage works again.
 func TestFailClosed(t *testing.T) {
 	ctx := t.Context()
-	f := &failing{Storage: audittest.NewMem()}
+	st, _ := newStorage(t)
+	f := &failing{Storage: st}
 	l := audit.New(f, audit.Config{})
 	defer l.Close()
 	audittest.AppendConcurrently(t, l, 8, 5)
@@ -172,8 +236,8 @@ func TestFailClosed(t *testing.T) {
 // either its index or ErrClosed, never hangs, and what was acknowledged is
 // stored.
 func TestCloseConcurrent(t *testing.T) {
-	m := audittest.NewMem()
-	l := audit.New(m, audit.Config{})
+	st, _ := newStorage(t)
+	l := audit.New(st, audit.Config{})
 	var wg sync.WaitGroup
 	acked := make(chan int64, 64*100)
 	for w := range 64 {
@@ -195,14 +259,15 @@ func TestCloseConcurrent(t *testing.T) {
 	wg.Wait()
 	close(acked)
 	for i := range acked {
-		if _, ok := m.Leaves[i]; !ok {
-			t.Fatalf("acknowledged record %d not stored", i)
+		if _, err := st.ReadLeaves(t.Context(), i, 1); err != nil {
+			t.Fatalf("acknowledged record %d not stored: %v", i, err)
 		}
 	}
 }
 
 func TestAppendInvalid(t *testing.T) {
-	l := audit.New(audittest.NewMem(), audit.Config{})
+	st, _ := newStorage(t)
+	l := audit.New(st, audit.Config{})
 	defer l.Close()
 	if _, err := l.Append(t.Context(), audit.Record{}); !errors.Is(err, audit.ErrMalformed) {
 		t.Errorf("Append of an invalid record = %v, want ErrMalformed", err)
@@ -214,8 +279,8 @@ func TestAppendInvalid(t *testing.T) {
 
 // TestMaxBatch appends more than a batch in one call and in many.
 func TestMaxBatch(t *testing.T) {
-	m := audittest.NewMem()
-	l := audit.New(m, audit.Config{MaxBatch: 3})
+	st, _ := newStorage(t)
+	l := audit.New(st, audit.Config{MaxBatch: 3})
 	defer l.Close()
 	recs := make([]audit.Record, 10)
 	for i := range recs {

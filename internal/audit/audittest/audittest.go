@@ -1,6 +1,5 @@
 // Package audittest is the conformance suite for audit.Storage engines
-// (Run), with Mem, an in-memory engine that passes it, and helpers for the
-// tests of package audit and of every engine.
+// (Run) and helpers for the tests of package audit and of every engine.
 package audittest
 
 import (

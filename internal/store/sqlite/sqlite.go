@@ -87,6 +87,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		"_txlock":       {"immediate"},
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"NORMAL"},
+		// Checkpoint the WAL into the database every 64 MiB rather than 4:
+		// each checkpoint syncs and rewrites pages, and small frequent
+		// ones cost a third of a commit's time under audit load.
+		"_pragma": {"wal_autocheckpoint(16384)"},
 	})
 	if err != nil {
 		return nil, err
