@@ -1,5 +1,7 @@
-// Command latchkey issues contractors least-privilege, expiring, audited API
-// tokens. See package latchkey/internal/cli for the command line.
+/*
+Command latchkey issues contractors least-privilege, expiring, audited API
+tokens. See package latchkey/internal/cli for the command line.
+*/
 package main
 
 import (
