@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"latchkey/internal/audit"
 )
@@ -29,6 +30,7 @@ func (a *Authority) commit(ctx context.Context, rec audit.Record) error {
 		return nil
 	}
 	rec.Time = a.cfg.Now().UTC()
+	clean(&rec)
 	if _, err := a.cfg.Audit.Append(ctx, rec); err != nil {
 		a.cfg.Log.Error("audit append failed: refusing the operation", "action", rec.Action, "err", err)
 		return &Error{Reason: ReasonAuditUnavailable, Msg: "the audit log cannot be written: operation refused", Err: err}
@@ -92,4 +94,22 @@ func (a *Authority) RecordRequest(ctx context.Context, by Actor, req Request) er
 		rec.Decision = audit.Deny
 	}
 	return a.commit(ctx, rec)
+}
+
+// maxAuditField caps what a record keeps of any client-controlled field (a
+// request path, a name): a record must encode whatever the client sent,
+// or an oversized path would refuse the request instead of recording it.
+const maxAuditField = 1024
+
+// clean makes every text field of rec valid UTF-8 within maxAuditField
+// bytes, marking what it cut with "…".
+func clean(rec *audit.Record) {
+	for _, f := range []*string{&rec.Actor, &rec.ActorName, &rec.Action, &rec.Contractor, &rec.TokenID,
+		&rec.Service, &rec.Method, &rec.Path, &rec.Reason, &rec.Source} {
+		v := strings.ToValidUTF8(*f, "\uFFFD")
+		if len(v) > maxAuditField {
+			v = strings.ToValidUTF8(v[:maxAuditField-len("…")], "") + "…"
+		}
+		*f = v
+	}
 }

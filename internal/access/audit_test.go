@@ -169,3 +169,19 @@ func TestFailClosed(t *testing.T) {
 		t.Fatalf("the token should still work: revocation was refused: %v", err)
 	}
 }
+
+// TestRecordRequestOddPath: a huge or non-UTF-8 path is recorded (cut and
+// repaired), not refused for want of a valid record.
+func TestRecordRequestOddPath(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, path := range []string{strings.Repeat("/a", 5000), "/\xff\xfe/x"} {
+		if err := e.a.RecordRequest(ctx, root, access.Request{Method: "GET", Path: path, Status: 404, Reason: "not_found"}); err != nil {
+			t.Fatalf("path of %d bytes: %v", len(path), err)
+		}
+	}
+	rs := e.records(t)
+	if len(rs[0].Path) > 1024 || !strings.HasSuffix(rs[0].Path, "…") || rs[1].Path != "/\uFFFD/x" {
+		t.Fatalf("recorded paths %q (%d bytes), %q", rs[0].Path[:20], len(rs[0].Path), rs[1].Path)
+	}
+}
