@@ -601,6 +601,11 @@ func verifyLocal(ctx context.Context, dir string, files []string, v note.Verifie
 			break
 		}
 	}
+	// The tree covers the records, not their search columns: check those
+	// too, or an edited column could hide a record from search.
+	if err := storage.CheckSearchColumns(ctx, size); err != nil {
+		return verified{}, err
+	}
 	res.Records, res.Root = size, root[:]
 	prove := func(o, n int64) (tlog.TreeProof, error) { return l.ProveTree(ctx, o, n) }
 	for i, cp := range cps {

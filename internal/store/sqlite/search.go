@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -75,4 +76,45 @@ func (a *AuditStorage) Search(ctx context.Context, f audit.Filter) ([]audit.Entr
 		return nil, fmt.Errorf("sqlite: audit search: %w", err)
 	}
 	return out, nil
+}
+
+// CheckSearchColumns checks the search columns of the first size records
+// against their leaves: the tree covers only the leaf, so a column edited
+// in the database file could hide a record from Search without Verify
+// noticing. It returns a *audit.VerifyError naming the first record whose
+// columns differ from its leaf's fields, or whose leaf does not decode.
+func (a *AuditStorage) CheckSearchColumns(ctx context.Context, size int64) error {
+	const chunk = 8192
+	for first := int64(0); first < size; first += chunk {
+		rows, err := a.s.r.QueryContext(ctx, `SELECT idx, leaf, time, actor, action, contractor, token_id, service, decision
+			FROM audit_records WHERE idx >= ? AND idx < ? ORDER BY idx`, first, min(first+chunk, size))
+		if err != nil {
+			return fmt.Errorf("sqlite: audit columns: %w", err)
+		}
+		if err := checkColumns(rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkColumns(rows *sql.Rows) error {
+	defer rows.Close()
+	for rows.Next() {
+		var idx, t int64
+		var leaf []byte
+		var actor, action, contractor, token, service, decision string
+		if err := rows.Scan(&idx, &leaf, &t, &actor, &action, &contractor, &token, &service, &decision); err != nil {
+			return fmt.Errorf("sqlite: audit columns: %w", err)
+		}
+		r, err := audit.Decode(leaf)
+		if err != nil {
+			return &audit.VerifyError{Index: idx, Reason: "record does not decode: " + err.Error()}
+		}
+		if t != r.Time.UnixNano() || actor != r.Actor || action != r.Action || contractor != r.Contractor ||
+			token != r.TokenID || service != r.Service || decision != r.Decision {
+			return &audit.VerifyError{Index: idx, Reason: "search columns differ from the record (edited to hide it from search)"}
+		}
+	}
+	return rows.Err()
 }
