@@ -322,7 +322,7 @@ func (a *AuditStorage) ReadLeaves(ctx context.Context, first, n int64) ([][]byte
 
 // ScanLeaves implements audit.Storage.
 func (a *AuditStorage) ScanLeaves(ctx context.Context, first int64, limit int) ([]audit.Leaf, error) {
-	rows, err := a.s.r.QueryContext(ctx,
+	rows, err := a.s.scan.QueryContext(ctx,
 		`SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx LIMIT ?`, first, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit records: %w", err)
@@ -344,7 +344,7 @@ func (a *AuditStorage) ScanLeaves(ctx context.Context, first int64, limit int) (
 
 // ScanHashes implements audit.Storage.
 func (a *AuditStorage) ScanHashes(ctx context.Context, first int64, limit int) ([]audit.StoredHash, error) {
-	return scanHashes(ctx, a.s.r,
+	return scanHashes(ctx, a.s.scan,
 		`SELECT idx, hash FROM audit_hashes WHERE idx >= ? ORDER BY idx LIMIT ?`, first, limit)
 }
 

@@ -24,7 +24,7 @@ const liveToken = `+revoked_at IS NULL AND expires_at > ?1 AND contractor != ''`
 // contractor name. Admin tokens belong to no contractor and are left out.
 func (s *Store) ActiveReport(ctx context.Context, t time.Time) ([]store.ActiveRow, error) {
 	// Walks contractors by name and each one's tokens by key prefix.
-	rows, err := s.r.QueryContext(ctx, `SELECT c.name, c.email, c.sponsor, c.until_at, count(*),
+	rows, err := s.scan.QueryContext(ctx, `SELECT c.name, c.email, c.sponsor, c.until_at, count(*),
 			min(t.expires_at), max(t.expires_at), max(t.last_used_at)
 		FROM contractors c JOIN tokens t ON t.contractor = c.name
 		WHERE +t.revoked_at IS NULL AND t.expires_at > ?1
@@ -63,7 +63,7 @@ func (s *Store) AccessReport(ctx context.Context, contractor string, t time.Time
 		args = append(args, contractor)
 	}
 	var out []store.AccessRow
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.readScan(ctx, func(tx *sql.Tx) error {
 		r := accessReader{in: interner{}, lists: map[string][]string{}}
 		grants, err := r.read(ctx, tx, "grant", grantQ+` ORDER BY contractor, id`, args)
 		if err != nil {
@@ -172,7 +172,7 @@ func expand(out []store.AccessRow, items []accessItem, who string) ([]store.Acce
 // allocated once at its size: tokens are large, and growing or copying a
 // slice of them costs more than the count.
 func (s *Store) UnusedTokens(ctx context.Context, cutoff, t time.Time) ([]store.UnusedToken, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, contractor, scopes, expires_at, created_at, last_used_at, note
+	rows, err := s.scan.QueryContext(ctx, `SELECT id, contractor, scopes, expires_at, created_at, last_used_at, note
 		FROM tokens WHERE `+liveToken+`
 		AND (created_at IS NULL OR created_at <= ?2)
 		AND (last_used_at IS NULL OR last_used_at <= ?2)

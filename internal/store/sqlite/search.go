@@ -86,7 +86,7 @@ func (a *AuditStorage) Search(ctx context.Context, f audit.Filter) ([]audit.Entr
 func (a *AuditStorage) CheckSearchColumns(ctx context.Context, size int64) error {
 	const chunk = 8192
 	for first := int64(0); first < size; first += chunk {
-		rows, err := a.s.r.QueryContext(ctx, `SELECT idx, leaf, time, actor, action, contractor, token_id, service, decision
+		rows, err := a.s.scan.QueryContext(ctx, `SELECT idx, leaf, time, actor, action, contractor, token_id, service, decision
 			FROM audit_records WHERE idx >= ? AND idx < ? ORDER BY idx`, first, min(first+chunk, size))
 		if err != nil {
 			return fmt.Errorf("sqlite: audit columns: %w", err)

@@ -74,7 +74,7 @@ func (s *Store) ScopeUses(ctx context.Context, since time.Time) ([]store.ScopeUs
 	}
 	const from = ` FROM scope_uses WHERE last_used_at > ?`
 	var us []store.ScopeUse
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.readScan(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*)`+from, after).Scan(&n); err != nil {
 			return err
