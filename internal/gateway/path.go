@@ -1,7 +1,7 @@
 // Package gateway implements latchkey's gateway: the reverse proxy that
 // checks a token on every request, forwards only what its scopes allow and
-// injects the service's own credential. For now it holds the path-safety
-// check that runs before any scope is matched.
+// injects the service's own credential (Handler), after the path-safety
+// check that runs before any scope is matched (CheckPath).
 //
 // # Path safety
 //

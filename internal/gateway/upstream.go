@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"latchkey/internal/access"
+	"latchkey/internal/scope"
+)
+
+// upstream is a service as the gateway forwards to it, loaded once with
+// its credential opened and cached for the life of the Handler: services
+// are immutable in this version, so the cache is never invalidated.
+type upstream struct {
+	target *url.URL
+	base   string          // target's escaped path without a trailing "/"
+	creds  []access.Header // credential headers, names in canonical form
+	proxy  *httputil.ReverseProxy
+}
+
+// service returns the cached upstream of service name, loading it on first
+// use. An unknown service is an *access.Error with reason not_found; it is
+// not cached, so a service added later is found.
+func (h *Handler) service(ctx context.Context, name string) (*upstream, error) {
+	h.mu.RLock()
+	up := h.services[name]
+	h.mu.RUnlock()
+	if up != nil {
+		return up, nil
+	}
+	if !scope.ValidServiceName(name) {
+		return nil, &access.Error{Reason: access.ReasonNotFound, Msg: "no such service"}
+	}
+	up, err := h.load(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if old := h.services[name]; old != nil {
+		return old, nil
+	}
+	h.services[name] = up
+	return up, nil
+}
+
+// load reads a service and opens its credential.
+func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
+	svc, err := h.cfg.Authority.Service(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := h.cfg.Authority.Credential(svc)
+	if err != nil {
+		return nil, err
+	}
+	target, err := url.Parse(svc.Upstream)
+	if err != nil || target.Opaque != "" {
+		return nil, fmt.Errorf("service %q: invalid upstream URL", name)
+	}
+	up := &upstream{target: target, base: strings.TrimSuffix(target.EscapedPath(), "/"), creds: creds}
+	if strings.HasPrefix(up.base, "//") {
+		return nil, fmt.Errorf("service %q: upstream path starts with //", name)
+	}
+	for i := range up.creds {
+		up.creds[i].Name = http.CanonicalHeaderKey(up.creds[i].Name)
+	}
+	up.proxy = &httputil.ReverseProxy{
+		Rewrite:      up.rewrite,
+		Transport:    h.cfg.Transport,
+		ErrorHandler: h.upstreamError,
+		ErrorLog:     slog.NewLogLogger(h.cfg.Log.Handler(), slog.LevelWarn),
+	}
+	return up, nil
+}
+
+// rewrite prepares the outgoing request. Before it runs, ReverseProxy has
+// removed the hop-by-hop headers and every Forwarded and X-Forwarded-*
+// header the client sent. It then:
+//
+//   - points the request at the upstream, with the path set so that the
+//     request line carries exactly the upstream's base path followed by
+//     the escaped path that was checked and authorized, byte for byte
+//     (URL.Opaque; Path and RawPath agree with it). The query is passed
+//     through unchanged: scopes do not cover queries;
+//   - removes the contractor's Authorization header, so the token never
+//     reaches the upstream;
+//   - sets the service's credential headers, replacing any the client sent;
+//   - sets X-Forwarded-For, -Host and -Proto afresh from the connection.
+//
+// The credential is only ever a request header: nothing of it is in the
+// URL, so neither a redirect nor an error message can carry it back.
+func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
+	_, rest := splitService(requestPath(pr.In))
+	pr.SetURL(u.target)
+	p := u.base + rest
+	out := pr.Out.URL
+	out.Opaque, out.RawPath = p, p
+	out.Path, _ = url.PathUnescape(p) // CheckPath accepted every escape
+	h := pr.Out.Header
+	h.Del("Authorization")
+	for _, c := range u.creds {
+		h[c.Name] = []string{c.Value}
+	}
+	pr.SetXForwarded()
+}
+
+// upstreamError answers a failed forward with a generic 502: the error
+// (which names the upstream address) goes to the application log only.
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, context.Canceled) {
+		level = slog.LevelDebug // the client went away
+	}
+	h.cfg.Log.Log(r.Context(), level, "gateway: upstream request failed", "method", r.Method, "err", err)
+	writeDenial(w, http.StatusBadGateway, ReasonUpstreamUnavailable, "the upstream service is unavailable")
+}
