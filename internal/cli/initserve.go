@@ -82,6 +82,7 @@ survives power loss, not only a crash of the process.`,
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
 	c.Flags().StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:7370", "listen address of the admin API (port 0: any free port)")
 	c.Flags().StringVar(&maxTTL, "max-ttl", "", "longest lifetime of any token (default 30d)")
+	c.Flags().StringVar(&cfg.GatewayAddr, "gateway-addr", "", "listen address of the gateway, e.g. 127.0.0.1:7380 (empty: no gateway)")
 	c.Flags().StringVar(&cfg.TLSCert, "admin-tls-cert", "", "PEM certificate: serve the admin API over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.TLSKey, "admin-tls-key", "", "PEM private key for --admin-tls-cert")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")

@@ -28,6 +28,7 @@ import (
 	"latchkey/internal/access"
 	"latchkey/internal/adminapi"
 	"latchkey/internal/audit"
+	"latchkey/internal/gateway"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store/sqlite"
@@ -39,6 +40,8 @@ const (
 	dbFile   = "latchkey.db"
 	keyFile  = "seal.key"
 	addrFile = "admin.url"
+	// gatewayFile holds the gateway's URL while serve runs with a gateway.
+	gatewayFile = "gateway.url"
 )
 
 // DefaultAdminAddr is where the admin API listens when Config.AdminAddr is empty.
@@ -58,6 +61,9 @@ type Config struct {
 	MaxTTL time.Duration
 	// Log is the application log. Default: text on stderr.
 	Log *slog.Logger
+	// GatewayAddr, if set, is where the gateway listens (contractors call
+	// services at /NAME/... there). Empty: no gateway listener.
+	GatewayAddr string
 	// AuditSync is "normal" (default: an acknowledged record survives a
 	// kill of the process) or "full" (it also survives power loss: every
 	// audit commit fsyncs, shared by group commit).
@@ -315,8 +321,17 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg *tls.Config, st
 	}
 	defer os.Remove(addrPath)
 	fmt.Fprintf(stdout, "latchkey: admin API listening on %s\n", url)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	gw, err := startGateway(cfg, in, rec, stdout, errc)
+	if err != nil {
+		srv.Close()
+		rec.Close(context.Background())
+		return err
+	}
+	if gw != nil {
+		defer os.Remove(filepath.Join(cfg.DataDir, gatewayFile))
+	}
 	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); cps.loop(cpCtx, cfg.CheckpointEvery) }()
@@ -324,15 +339,49 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg *tls.Config, st
 	select {
 	case err := <-errc:
 		rec.Close(context.Background())
-		return fmt.Errorf("admin API stopped: %w", err)
+		return fmt.Errorf("listener stopped: %w", err)
 	case <-ctx.Done():
 	}
 	cfg.Log.Info("shutting down: draining requests")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
+	if gw != nil {
+		err = errors.Join(err, gw.Shutdown(sctx))
+	}
 	if ferr := rec.Close(sctx); ferr != nil {
 		cfg.Log.Error("final usage flush failed", "err", ferr)
 	}
 	return err
+}
+
+// startGateway starts the gateway listener if cfg.GatewayAddr is set, and
+// returns its server (nil without one). It reports Serve's end on errc.
+func startGateway(cfg Config, in *instance, rec *usage.Recorder, stdout io.Writer, errc chan<- error) (*http.Server, error) {
+	if cfg.GatewayAddr == "" {
+		return nil, nil
+	}
+	h, err := gateway.New(gateway.Config{Authority: in.a, Usage: rec, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.GatewayAddr)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %s: %w", cfg.GatewayAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+	url := "http://" + ln.Addr().String()
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, gatewayFile), []byte(url+"\n"), 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "latchkey: gateway listening on %s\n", url)
+	go func() { errc <- srv.Serve(ln) }()
+	return srv, nil
 }
