@@ -97,6 +97,7 @@ type Config struct {
 type Authority struct {
 	cfg   Config
 	cache *cache
+	holds holds // requests in flight, by token id
 }
 
 // New validates cfg and returns an Authority.
@@ -152,6 +153,7 @@ func storeErr(err error, what string) error {
 // invalidate drops a token from every cache.
 func (a *Authority) invalidate(id string) {
 	a.cache.drop(id)
+	a.recheck(id)
 	if a.cfg.Invalidate != nil {
 		a.cfg.Invalidate(id)
 	}

@@ -2,8 +2,10 @@ package access
 
 import (
 	"context"
+	"errors"
 
 	"latchkey/internal/audit"
+	"latchkey/internal/store"
 )
 
 // ActionGatewayRequest is the audit action of every gateway request.
@@ -41,4 +43,26 @@ func (a *Authority) RecordGatewayRequest(ctx context.Context, req GatewayRequest
 		rec.Decision = audit.Deny
 	}
 	return a.commit(ctx, rec)
+}
+
+// Use counts one use of tok, which has just been authenticated, if it has
+// a use limit: at once in the store, so no replica can allow more uses
+// than the limit. A token that has used all of its uses is refused with
+// reason token_expired (it has expired by use). Tokens without a limit
+// need nothing here: the usage recorder counts their uses in batches.
+// It reports whether the use was counted.
+func (a *Authority) Use(ctx context.Context, tok store.Token) (counted bool, err error) {
+	if tok.MaxUses == 0 {
+		return false, nil
+	}
+	_, err = a.cfg.Store.ConsumeUse(ctx, tok.ID, a.now())
+	switch {
+	case errors.Is(err, store.ErrExhausted):
+		return false, refuse(ReasonExpired, "token %s has used all %d of its uses", tok.ID, tok.MaxUses)
+	case errors.Is(err, store.ErrNotFound):
+		return false, refuse(ReasonUnknown, "unknown token")
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }

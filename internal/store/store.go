@@ -26,6 +26,8 @@ var (
 	// ErrDisabled: the contractor is disabled (offboarded), so nothing new
 	// may be created for it.
 	ErrDisabled = errors.New("contractor disabled")
+	// ErrExhausted: the token has used every use its limit allows.
+	ErrExhausted = errors.New("uses exhausted")
 )
 
 // Contractor is an external identity with an engagement window.
@@ -229,6 +231,14 @@ type Store interface {
 	// last-use of the token's contractor (admin tokens have none). Unknown
 	// token ids are ignored; a zero At only adds Count.
 	RecordUse(ctx context.Context, uses []Use) error
+	// ConsumeUse counts one use of a token that has a use limit, at once
+	// and atomically (so that replicas sharing the store never allow more
+	// uses than the limit): it adds one to Uses unless Uses has reached
+	// MaxUses, and raises LastUsedAt to at. It returns the new Uses.
+	// ErrNotFound; ErrExhausted if the limit is reached (nothing changes);
+	// a token without a limit (MaxUses 0) is an error: its uses are
+	// counted by RecordUse.
+	ConsumeUse(ctx context.Context, id string, at time.Time) (int64, error)
 
 	// ActiveReport lists contractors holding tokens active at t, ordered
 	// by contractor name.

@@ -63,14 +63,21 @@ func New(cfg Config) *Recorder {
 
 // Record notes that token id was used at t; sc is the scope that allowed
 // the request ("" for admin requests, which have no resource scope).
-func (r *Recorder) Record(id, sc string, t time.Time) {
+func (r *Recorder) Record(id, sc string, t time.Time) { r.record(id, sc, t, 1) }
+
+// RecordCounted is Record for a use the store has already counted
+// (store.ConsumeUse, for tokens with a use limit): it notes the times and
+// scope but adds nothing to the token's uses.
+func (r *Recorder) RecordCounted(id, sc string, t time.Time) { r.record(id, sc, t, 0) }
+
+func (r *Recorder) record(id, sc string, t time.Time, n int64) {
 	r.mu.Lock()
 	e := r.pending[id]
 	if e == nil {
 		e = &entry{}
 		r.pending[id] = e
 	}
-	e.count++
+	e.count += n
 	if t.After(e.at) {
 		e.at = t
 	}

@@ -488,3 +488,25 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+func TestRecordCountedAddsNoUse(t *testing.T) {
+	s, _ := openStore(t)
+	r := newRecorder(t, s)
+	r.RecordCounted(aliceA, "wiki:read", at(4000))
+	r.Record(aliceB, "wiki:read", at(1000))
+	r.RecordCounted(aliceB, "git:read", at(2000))
+	if err := r.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	want := map[string]stored{aliceA: {0, at(4000)}, aliceB: {1, at(2000)}}
+	if diff := cmp.Diff(want, usesOf(t, s, aliceA, aliceB)); diff != "" {
+		t.Errorf("tokens (-want +got):\n%s", diff)
+	}
+	wantScopes := []store.ScopeUse{
+		{Contractor: "alice", Scope: "git:read", LastUsedAt: at(2000)},
+		{Contractor: "alice", Scope: "wiki:read", LastUsedAt: at(4000)},
+	}
+	if diff := cmp.Diff(wantScopes, scopeUses(t, s)); diff != "" {
+		t.Errorf("ScopeUses (-want +got):\n%s", diff)
+	}
+}

@@ -97,3 +97,34 @@ func (s *Store) ScopeUses(ctx context.Context, since time.Time) ([]store.ScopeUs
 	}
 	return us, nil
 }
+
+// ConsumeUse counts one use of a token with a use limit in one
+// statement, so concurrent callers can never pass the limit.
+func (s *Store) ConsumeUse(ctx context.Context, id string, at time.Time) (int64, error) {
+	if err := nonZero(at); err != nil {
+		return 0, err
+	}
+	var uses int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE tokens SET uses = uses + 1,
+				last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ?2 THEN ?2 ELSE last_used_at END
+			WHERE id = ?1 AND max_uses > 0 AND uses < max_uses RETURNING uses`, id, msec(at)).Scan(&uses)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var limit int64
+		switch err := tx.QueryRowContext(ctx, `SELECT max_uses FROM tokens WHERE id = ?`, id).Scan(&limit); {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("token %q: %w", id, store.ErrNotFound)
+		case err != nil:
+			return err
+		case limit == 0:
+			return fmt.Errorf("token %q has no use limit", id)
+		}
+		return fmt.Errorf("token %q: %w", id, store.ErrExhausted)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: consume use: %w", err)
+	}
+	return uses, nil
+}

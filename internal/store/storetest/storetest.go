@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Offboard", testOffboard},
 		{"RecordUse", testRecordUse},
 		{"RecordUse/Scopes", testRecordUseScopes},
+		{"ConsumeUse", testConsumeUse},
 		{"ActiveReport", testActiveReport},
 		{"AccessReport", testAccessReport},
 		{"UnusedTokens", testUnusedTokens},

@@ -1,8 +1,11 @@
 package storetest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,5 +211,64 @@ func testConcurrent(t *testing.T, s store.Store) {
 	check(t, "ActiveReport", err)
 	if len(rows) != 1 || rows[0].Tokens != workers*perWorker {
 		t.Errorf("ActiveReport = %+v, want one row with %d tokens", rows, workers*perWorker)
+	}
+}
+
+func testConsumeUse(t *testing.T, s store.Store) {
+	mustContractor(t, s, "alice")
+	lim := token("lkc_lim", "alice", at(day), "wiki:read")
+	lim.MaxUses = 2
+	lim = mustToken(t, s, lim)
+	free := mustToken(t, s, token("lkc_free", "alice", at(day), "wiki:read"))
+
+	for want := int64(1); want <= 2; want++ {
+		n, err := s.ConsumeUse(ctx(t), lim.ID, at(time.Duration(want)*time.Hour))
+		check(t, "ConsumeUse", err)
+		if n != want {
+			t.Fatalf("ConsumeUse = %d, want %d", n, want)
+		}
+	}
+	_, err := s.ConsumeUse(ctx(t), lim.ID, at(3*time.Hour))
+	wantErr(t, "ConsumeUse past the limit", err, store.ErrExhausted)
+	lim.Uses, lim.LastUsedAt = 2, at(2*time.Hour) // the refused use changed nothing
+	diff(t, "token after its uses", lim, getToken(t, s, lim.ID))
+
+	_, err = s.ConsumeUse(ctx(t), "lkc_unknown", at(time.Hour))
+	wantErr(t, "ConsumeUse unknown", err, store.ErrNotFound)
+	if _, err := s.ConsumeUse(ctx(t), free.ID, at(time.Hour)); err == nil {
+		t.Fatal("ConsumeUse of a token without a limit succeeded")
+	}
+	diff(t, "unlimited token", free, getToken(t, s, free.ID))
+	if _, err := s.ConsumeUse(ctx(t), lim.ID, time.Time{}); err == nil {
+		t.Fatal("ConsumeUse at the zero time succeeded")
+	}
+
+	// Concurrent consumers never pass the limit.
+	many := token("lkc_many", "alice", at(day), "wiki:read")
+	many.MaxUses = 10
+	mustToken(t, s, many)
+	var wg sync.WaitGroup
+	var ok, exhausted atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for range 5 {
+				_, err := s.ConsumeUse(context.Background(), many.ID, at(time.Hour))
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrExhausted):
+					exhausted.Add(1)
+				default:
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 10 || exhausted.Load() != 30 {
+		t.Fatalf("concurrent ConsumeUse: %d allowed, %d exhausted; want 10 and 30", ok.Load(), exhausted.Load())
+	}
+	if got := getToken(t, s, many.ID).Uses; got != 10 {
+		t.Fatalf("Uses = %d after concurrent consumers, want 10", got)
 	}
 }
