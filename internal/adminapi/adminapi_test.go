@@ -31,6 +31,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the config adjusted by set, if not nil.
+func newEnvWith(t *testing.T, set func(*adminapi.Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
@@ -57,7 +63,11 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	sign := func(ctx context.Context, force bool) ([]byte, error) { return log.Checkpoint(ctx, signer) }
-	api, err := adminapi.New(adminapi.Config{Authority: a, Usage: rec, Audit: log, AuditStorage: storage, Checkpoints: sign})
+	cfg := adminapi.Config{Authority: a, Usage: rec, Audit: log, AuditStorage: storage, Checkpoints: sign}
+	if set != nil {
+		set(&cfg)
+	}
+	api, err := adminapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +276,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		"GET /v1/tokens/{id}", "POST /v1/tokens/{id}/revoke", "POST /v1/tokens/{id}/rotate",
 		"GET /v1/reports/active", "GET /v1/reports/access", "GET /v1/reports/unused",
 		"GET /v1/audit", "GET /v1/audit/checkpoint", "GET /v1/audit/proof/{index}", "GET /v1/audit/consistency",
-		"GET /v1/audit/export",
+		"GET /v1/audit/export", "GET /healthz", "GET /readyz",
 	}
 	var got []string
 	for path, ops := range doc.Paths {

@@ -7,16 +7,16 @@ import (
 	"time"
 )
 
-// openAPI builds the OpenAPI 3.0 document from the route table, so the
+// openAPI builds the OpenAPI 3.0 document from the route tables, so the
 // document and the handlers cannot drift apart. Schemas are derived from
 // the wire types by reflection over their json tags.
-func openAPI(routes []route) map[string]any {
+func openAPI(routes []route, public []publicRoute) map[string]any {
 	schemas := map[string]any{"Problem": schemaOf(reflect.TypeFor[Problem](), nil)}
 	paths := map[string]map[string]any{}
 	for _, rt := range routes {
 		op := map[string]any{
 			"summary":     rt.Summary,
-			"operationId": operationID(rt),
+			"operationId": operationID(rt.Method, rt.Path),
 			"responses": map[string]any{
 				strconv.Itoa(rt.Status): map[string]any{"description": "success", "content": jsonContent(ref(rt.Reply, schemas))},
 				"default":               map[string]any{"description": "refusal", "content": jsonContent(map[string]any{"$ref": "#/components/schemas/Problem"})},
@@ -46,6 +46,22 @@ func openAPI(routes []route) map[string]any {
 		}
 		paths[rt.Path][strings.ToLower(rt.Method)] = op
 	}
+	for _, rt := range public {
+		content := map[string]any{rt.Produces: map[string]any{"schema": map[string]any{"type": "string"}}}
+		if rt.Produces == "" {
+			content = jsonContent(ref(rt.Reply, schemas))
+		}
+		op := map[string]any{
+			"summary":     rt.Summary,
+			"operationId": operationID(rt.Method, rt.Path),
+			"responses": map[string]any{
+				strconv.Itoa(rt.Status): map[string]any{"description": "success", "content": content},
+				"default":               map[string]any{"description": "failure", "content": jsonContent(map[string]any{"$ref": "#/components/schemas/Problem"})},
+			},
+			"security": []any{}, // no token
+		}
+		paths[rt.Path] = map[string]any{strings.ToLower(rt.Method): op}
+	}
 	return map[string]any{
 		"openapi": "3.0.3",
 		"info":    map[string]any{"title": "latchkey admin API", "version": "1"},
@@ -59,10 +75,15 @@ func openAPI(routes []route) map[string]any {
 	}
 }
 
-func operationID(rt route) string {
-	id := strings.ToLower(rt.Method)
-	for _, seg := range strings.Split(rt.Path, "/")[2:] {
+// operationID names an operation by its method and path without /v1:
+// GET /v1/tokens/{id} is getTokensId.
+func operationID(method, path string) string {
+	id := strings.ToLower(method)
+	for _, seg := range strings.Split(strings.TrimPrefix(path, "/v1/"), "/") {
 		seg = strings.Trim(seg, "{}")
+		if seg == "" {
+			continue
+		}
 		id += strings.ToUpper(seg[:1]) + seg[1:]
 	}
 	return id

@@ -1,7 +1,8 @@
 // Package adminapi implements latchkey's admin REST API: JSON over HTTP
 // under /v1/, authenticated by admin (lka_) tokens whose own admin scopes
 // are enforced per route, plus the OpenAPI 3 document at /v1/openapi.json
-// generated from the same route table, and a Go client.
+// generated from the same route table, and a Go client. Beside /v1/, and
+// with no token: /healthz, /readyz, and /metrics if configured.
 //
 // What a client sees (Problem: a reason word and one line) is kept apart
 // from what is logged (the full error). Internal errors are logged and
@@ -47,6 +48,17 @@ type Config struct {
 	// Checkpoints signs a checkpoint of the audit log now (force: even if
 	// the log did not grow) and returns it.
 	Checkpoints func(ctx context.Context, force bool) ([]byte, error)
+	// Metrics, if set, is served at GET /metrics with no token and no
+	// audit record (as a Prometheus scrape expects), exposing service
+	// names and request counts to whoever reaches the admin listener.
+	// Absent (404) if nil.
+	Metrics http.Handler
+	// Ready reports whether the server can do its work (the store and
+	// audit log answer), for GET /readyz, which needs no token. It is
+	// called once per probe with a deadline of a few seconds. Its error
+	// is logged; the client sees only the Component of a *NotReady in
+	// it. Nil means always ready.
+	Ready func(context.Context) error
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Log is the application log. Default slog.Default().
@@ -74,7 +86,10 @@ func New(cfg Config) (*Server, error) {
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.Method+" "+rt.Path, s.authorize(rt))
 	}
-	doc, err := json.Marshal(openAPI(s.routes()))
+	for _, rt := range s.publicRoutes() {
+		s.mux.Handle(rt.Method+" "+rt.Path, rt.serve)
+	}
+	doc, err := json.Marshal(openAPI(s.routes(), s.publicRoutes()))
 	if err != nil {
 		return nil, err
 	}
