@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/mail"
+	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -132,12 +134,18 @@ func (a *Authority) Offboard(ctx context.Context, by Actor, name string) (res st
 }
 
 // AddService registers an upstream and seals its credential headers.
-func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream string, headers []Header) (svc store.Service, err error) {
+// private names request headers the gateway removes from every request it
+// forwards to the service (hop-private: say, a Cookie or an internal
+// identity header the upstream would otherwise trust).
+func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream string, headers []Header, private ...string) (svc store.Service, err error) {
 	rec := a.event(by, "service.add")
 	rec.Service = name
 	err = a.act(ctx, rec, func(r *audit.Record) error {
-		svc, err = a.newService(ctx, by, name, upstream, headers)
+		svc, err = a.newService(ctx, by, name, upstream, headers, private)
 		r.Reason = fmt.Sprintf("%d credential header(s)", len(headers))
+		if len(svc.PrivateHeaders) > 0 {
+			r.Reason += "; private headers " + strings.Join(svc.PrivateHeaders, ", ")
+		}
 		return err
 	}, func() error {
 		return storeErr(a.cfg.Store.CreateService(ctx, svc), fmt.Sprintf("service %q", name))
@@ -146,7 +154,7 @@ func (a *Authority) AddService(ctx context.Context, by Actor, name, upstream str
 }
 
 // newService validates a service and seals its credential, without writing.
-func (a *Authority) newService(ctx context.Context, by Actor, name, upstream string, headers []Header) (store.Service, error) {
+func (a *Authority) newService(ctx context.Context, by Actor, name, upstream string, headers []Header, private []string) (store.Service, error) {
 	if !scope.ValidServiceName(name) {
 		return store.Service{}, refuse(ReasonInvalid, "invalid service name %q: want lowercase letters, digits and '-', starting with a letter (and not \"admin\")", name)
 	}
@@ -154,6 +162,10 @@ func (a *Authority) newService(ctx context.Context, by Actor, name, upstream str
 		return store.Service{}, err
 	}
 	if err := validHeaders(headers); err != nil {
+		return store.Service{}, err
+	}
+	private, err := privateHeaders(private)
+	if err != nil {
 		return store.Service{}, err
 	}
 	if _, err := a.cfg.Store.Service(ctx, name); err == nil {
@@ -167,7 +179,25 @@ func (a *Authority) newService(ctx context.Context, by Actor, name, upstream str
 	if err != nil {
 		return store.Service{}, err
 	}
-	return store.Service{Name: name, Upstream: upstream, SealedCredential: sealed, CreatedAt: a.now(), CreatedBy: by.TokenID}, nil
+	return store.Service{Name: name, Upstream: upstream, SealedCredential: sealed, PrivateHeaders: private,
+		CreatedAt: a.now(), CreatedBy: by.TokenID}, nil
+}
+
+// privateHeaders checks hop-private header names and returns them in
+// canonical form, sorted, without duplicates.
+func privateHeaders(names []string) ([]string, error) {
+	if len(names) > maxHeaders {
+		return nil, refuse(ReasonInvalid, "too many private headers (max %d)", maxHeaders)
+	}
+	var out []string
+	for _, n := range names {
+		if n == "" || !isToken(n) || len(n) > maxText {
+			return nil, refuse(ReasonInvalid, "invalid private header name %q", n)
+		}
+		out = append(out, textproto.CanonicalMIMEHeaderKey(n))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // Service returns one service.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"latchkey/internal/access"
 	"latchkey/internal/scope"
@@ -24,9 +27,21 @@ const (
 	ReasonTokenMissing        = "token_missing"
 	ReasonScopeDenied         = "scope_denied"
 	ReasonPathAmbiguous       = "path_ambiguous"
+	ReasonRateLimited         = "rate_limited"
 	ReasonServiceUnknown      = "service_unknown"
 	ReasonUpstreamUnavailable = "upstream_unavailable"
 	ReasonInternal            = "internal_error"
+)
+
+// Defaults of the Config limits.
+const (
+	DefaultTokenRate    = 100 // requests per second per token
+	DefaultTokenBurst   = 200
+	DefaultFailureRate  = 10 // authentication failures per second per source
+	DefaultFailureBurst = 50
+	// maxLimiters bounds the buckets each limiter keeps.
+	maxTokenLimiters  = 1 << 20
+	maxSourceLimiters = 1 << 16
 )
 
 // Config configures a Handler. Only Authority is required.
@@ -39,12 +54,33 @@ type Config struct {
 	Usage *usage.Recorder
 	// Log is the application log (never the audit log). Default slog.Default().
 	Log *slog.Logger
+	// AccessLog, if set, gets one Info record per request when it ends:
+	// service, method, path, status, decision, reason, token id,
+	// contractor, source, duration and bytes written. Never a secret.
+	AccessLog *slog.Logger
 	// Transport forwards requests to upstreams. Default: a clone of
 	// http.DefaultTransport keeping up to 256 idle connections per host
 	// (the default 2 would dial on almost every request under load).
 	Transport http.RoundTripper
-	// Now is the clock for usage times. Default time.Now. (Token expiry
-	// and engagement ends are judged by the Authority's own clock.)
+	// TrustedProxies are the networks of proxies in front of the gateway
+	// whose X-Forwarded-For is believed (see source). Default none: the
+	// source is always the connection's peer.
+	TrustedProxies []netip.Prefix
+	// TokenRate and TokenBurst bound each token's requests (token bucket).
+	// Zero: DefaultTokenRate, DefaultTokenBurst; rate.Inf: no limit.
+	TokenRate  rate.Limit
+	TokenBurst int
+	// FailureRate and FailureBurst bound the authentication failures
+	// (401s) per source address; past them, the source's requests are
+	// refused 429 before any token lookup, so guessing and floods of
+	// unknown tokens cannot reach the store. Zero: the defaults.
+	FailureRate  rate.Limit
+	FailureBurst int
+	// Metrics, if set, counts requests and their outcomes.
+	Metrics *Metrics
+	// Now is the clock for usage times and rate limits. Default time.Now.
+	// (Token expiry and engagement ends are judged by the Authority's own
+	// clock.)
 	Now func() time.Time
 }
 
@@ -53,30 +89,36 @@ type Config struct {
 // request, in order:
 //
 //  1. the escaped path is checked with CheckPath (400 path_ambiguous);
-//  2. the "Authorization: Bearer TOKEN" header is required (401
+//  2. a source that has failed authentication too often is refused (429
+//     rate_limited) before anything else is looked up;
+//  3. the "Authorization: Bearer TOKEN" header is required (401
 //     token_missing; any other scheme, DPoP included, counts as missing
-//     for now) and the token is authenticated against the peer address
-//     (r.RemoteAddr: X-Forwarded-For is not trusted in this version);
-//     refusals keep Authenticate's reason (401 token_*, 403
+//     for now) and the token is authenticated against the request's
+//     source (see source: X-Forwarded-For counts only from trusted
+//     proxies); refusals keep Authenticate's reason (401 token_*, 403
 //     contractor_disabled and source_denied);
-//  3. an admin token, an unregistered method, or a request no scope of the
+//  4. an admin token, an unregistered method, or a request no scope of the
 //     token matches is 403 scope_denied;
-//  4. an unknown service is 404 service_unknown;
-//  5. the audit record is committed (503 audit_unavailable if it cannot
+//  5. a token over its rate is 429 rate_limited; a token with a use limit
+//     counts the use in the store at once, and one that has used them all
+//     is 401 token_expired;
+//  6. an unknown service is 404 service_unknown;
+//  7. the audit record is committed (503 audit_unavailable if it cannot
 //     be, and nothing is forwarded), the use is noted, and the request is
-//     forwarded: see [Handler.rewrite].
+//     forwarded (see [upstream.rewrite]) under a context that is cancelled
+//     when the token expires or is revoked, so that streams and
+//     WebSockets are cut then (see access.Authority.Hold).
 //
 // Every denial is also committed to the audit log before it is answered;
 // a denial that cannot be recorded is answered 503 audit_unavailable
 // instead. Denials are JSON {"error": REASON, "message": TEXT}; TEXT never
 // contains the token or any credential.
 //
-// Not yet enforced (issue 4): token use limits (MaxUses), rate limits,
-// DPoP and mTLS binding, trusted proxies for X-Forwarded-For, cutting
-// streams when their token ends, and metrics.
+// Not yet enforced: DPoP and mTLS binding (issue 6).
 type Handler struct {
-	cfg       Config
-	transport http.RoundTripper
+	cfg      Config
+	tokens   *limiters[string]
+	failures *limiters[netip.Addr]
 
 	mu       sync.RWMutex
 	services map[string]*upstream // services are immutable in this version
@@ -99,54 +141,111 @@ func New(cfg Config) (*Handler, error) {
 		t.MaxIdleConnsPerHost = 256
 		cfg.Transport = t
 	}
-	return &Handler{cfg: cfg, services: make(map[string]*upstream)}, nil
+	if cfg.TokenRate < 0 || cfg.TokenBurst < 0 || cfg.FailureRate < 0 || cfg.FailureBurst < 0 {
+		return nil, errors.New("gateway: negative rate limit")
+	}
+	if cfg.TokenRate == 0 {
+		cfg.TokenRate = DefaultTokenRate
+	}
+	if cfg.TokenBurst == 0 {
+		cfg.TokenBurst = DefaultTokenBurst
+	}
+	if cfg.FailureRate == 0 {
+		cfg.FailureRate = DefaultFailureRate
+	}
+	if cfg.FailureBurst == 0 {
+		cfg.FailureBurst = DefaultFailureBurst
+	}
+	for i, p := range cfg.TrustedProxies {
+		cfg.TrustedProxies[i] = p.Masked()
+	}
+	return &Handler{
+		cfg:      cfg,
+		tokens:   newLimiters[string](cfg.TokenRate, cfg.TokenBurst, maxTokenLimiters),
+		failures: newLimiters[netip.Addr](cfg.FailureRate, cfg.FailureBurst, maxSourceLimiters),
+		services: make(map[string]*upstream),
+	}, nil
 }
 
 // ServeHTTP implements the steps listed on Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	raw := requestPath(r)
 	name, rest := splitService(raw)
-	src := peer(r.RemoteAddr)
+	src := source(r, h.cfg.TrustedProxies)
 	rec := access.GatewayRequest{Service: name, Method: r.Method, Path: rest, Source: r.RemoteAddr}
 	if src.IsValid() {
 		rec.Source = src.String()
+	} else if p := peer(r.RemoteAddr); p.IsValid() {
+		rec.Source = p.String() // a trusted proxy that sent no readable client address
 	}
-	if err := CheckPath(raw); err != nil {
+	rw := &recorder{ResponseWriter: w}
+	h.serve(rw, r, src, &rec)
+	h.observe(rw, r, &rec, time.Since(start))
+}
+
+// serve runs the steps; rec ends up with the decision.
+func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest) {
+	if err := CheckPath(requestPath(r)); err != nil {
 		h.deny(w, r, rec, http.StatusBadRequest, ReasonPathAmbiguous, err.Error())
 		return
 	}
-	tok, matched, ok := h.authorize(w, r, src, &rec)
+	if h.failures.exhausted(src, h.cfg.Now()) {
+		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "too many failed authentications from this address: slow down")
+		return
+	}
+	tok, matched, ok := h.authorize(w, r, src, rec)
 	if !ok {
 		return
 	}
-	up, err := h.service(r.Context(), name)
+	up, err := h.service(r.Context(), rec.Service)
 	switch {
 	case access.ReasonOf(err) == access.ReasonNotFound:
-		h.deny(w, r, rec, http.StatusNotFound, ReasonServiceUnknown, "no service named "+quote(name))
+		h.deny(w, r, rec, http.StatusNotFound, ReasonServiceUnknown, "no service named "+quote(rec.Service))
 		return
 	case err != nil:
-		h.cfg.Log.Error("gateway: cannot load service", "service", name, "err", err)
+		h.cfg.Log.Error("gateway: cannot load service", "service", rec.Service, "err", err)
 		h.deny(w, r, rec, http.StatusInternalServerError, ReasonInternal, "internal error")
 		return
 	}
-	if err := h.cfg.Authority.RecordGatewayRequest(r.Context(), rec); err != nil {
-		h.cfg.Log.Error("gateway: audit append failed: request refused", "service", name, "token", tok.ID, "err", err)
+	counted, err := h.cfg.Authority.Use(r.Context(), tok)
+	if err != nil {
+		h.denyAuth(w, r, rec, err)
+		return
+	}
+	ctx, release, err := h.cfg.Authority.Hold(r.Context(), tok.ID)
+	if err != nil {
+		h.denyAuth(w, r, rec, err)
+		return
+	}
+	defer release()
+	if err := h.cfg.Authority.RecordGatewayRequest(r.Context(), *rec); err != nil {
+		h.cfg.Log.Error("gateway: audit append failed: request refused", "service", rec.Service, "token", tok.ID, "err", err)
+		rec.Status, rec.Reason = http.StatusServiceUnavailable, access.ReasonAuditUnavailable
 		writeDenial(w, http.StatusServiceUnavailable, access.ReasonAuditUnavailable, "the audit log cannot be written: request refused")
 		return
 	}
 	if h.cfg.Usage != nil {
-		h.cfg.Usage.Record(tok.ID, matched.String(), h.cfg.Now())
+		if counted {
+			h.cfg.Usage.RecordCounted(tok.ID, matched.String(), h.cfg.Now())
+		} else {
+			h.cfg.Usage.Record(tok.ID, matched.String(), h.cfg.Now())
+		}
 	}
-	up.proxy.ServeHTTP(w, r)
+	up.proxy.ServeHTTP(w, r.WithContext(ctx))
+	if cause := context.Cause(ctx); cause == access.ErrTokenEnded || cause == access.ErrTokenCut {
+		h.cfg.Log.Info("gateway: request cut: its token ended", "service", rec.Service, "token", tok.ID, "cause", cause)
+	}
 }
 
-// authorize runs steps 2 and 3 of ServeHTTP, filling in rec. When it
-// reports false the request has been denied and answered.
-func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, src netip.Addr, rec *access.GatewayRequest) (store.Token, scope.Scope, bool) {
+// authorize runs steps 3 to 5 of Handler, filling in rec. When it reports
+// false the request has been denied and answered.
+func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest) (store.Token, scope.Scope, bool) {
 	text, ok := bearer(r.Header)
 	if !ok {
+		h.failures.allow(src, h.cfg.Now())
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey"`)
-		h.deny(w, r, *rec, http.StatusUnauthorized, ReasonTokenMissing, "an Authorization: Bearer token is required")
+		h.deny(w, r, rec, http.StatusUnauthorized, ReasonTokenMissing, "an Authorization: Bearer token is required")
 		return store.Token{}, scope.Scope{}, false
 	}
 	if p, err := token.Parse(text); err == nil {
@@ -154,7 +253,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, src netip.Ad
 	}
 	tok, set, err := h.cfg.Authority.Authenticate(r.Context(), text, src)
 	if err != nil {
-		h.denyAuth(w, r, *rec, err)
+		h.denyAuth(w, r, rec, err)
 		return store.Token{}, scope.Scope{}, false
 	}
 	rec.Contractor = tok.Contractor
@@ -167,15 +266,19 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, src netip.Ad
 		msg = "method " + quote(r.Method) + " is not allowed through the gateway"
 	case !ok:
 		msg = "no scope of token " + tok.ID + " allows " + r.Method + " " + quote(rec.Path) + " on service " + quote(rec.Service)
+	case !h.tokens.allow(tok.ID, h.cfg.Now()):
+		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "token "+tok.ID+" is over its rate limit: slow down")
+		return store.Token{}, scope.Scope{}, false
 	default:
 		return tok, matched, true
 	}
-	h.deny(w, r, *rec, http.StatusForbidden, ReasonScopeDenied, msg)
+	h.deny(w, r, rec, http.StatusForbidden, ReasonScopeDenied, msg)
 	return store.Token{}, scope.Scope{}, false
 }
 
-// denyAuth answers an Authenticate failure with its reason's status.
-func (h *Handler) denyAuth(w http.ResponseWriter, r *http.Request, rec access.GatewayRequest, err error) {
+// denyAuth answers an Authenticate (or Use, or Hold) failure with its
+// reason's status. A 401 counts against the source's failure budget.
+func (h *Handler) denyAuth(w *recorder, r *http.Request, rec *access.GatewayRequest, err error) {
 	var e *access.Error
 	if !errors.As(err, &e) {
 		h.cfg.Log.Error("gateway: cannot authenticate", "token", rec.TokenID, "err", err)
@@ -192,6 +295,11 @@ func (h *Handler) denyAuth(w http.ResponseWriter, r *http.Request, rec access.Ga
 		status = http.StatusInternalServerError
 	}
 	if status == http.StatusUnauthorized {
+		if src, err := netip.ParseAddr(rec.Source); err == nil {
+			h.failures.allow(src, h.cfg.Now())
+		} else {
+			h.failures.allow(netip.Addr{}, h.cfg.Now())
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey", error="invalid_token"`)
 	}
 	h.deny(w, r, rec, status, e.Reason, e.Msg)
@@ -199,15 +307,74 @@ func (h *Handler) denyAuth(w http.ResponseWriter, r *http.Request, rec access.Ga
 
 // deny commits the denial's audit record, then answers it. If the record
 // cannot be committed, it answers 503 audit_unavailable instead.
-func (h *Handler) deny(w http.ResponseWriter, r *http.Request, rec access.GatewayRequest, status int, reason, msg string) {
+func (h *Handler) deny(w *recorder, r *http.Request, rec *access.GatewayRequest, status int, reason, msg string) {
 	rec.Status, rec.Reason = status, reason
-	if err := h.cfg.Authority.RecordGatewayRequest(r.Context(), rec); err != nil {
+	if err := h.cfg.Authority.RecordGatewayRequest(r.Context(), *rec); err != nil {
 		h.cfg.Log.Error("gateway: audit append failed: denial not recorded", "reason", reason, "err", err)
 		w.Header().Del("WWW-Authenticate")
 		status, reason, msg = http.StatusServiceUnavailable, access.ReasonAuditUnavailable, "the audit log cannot be written: request refused"
+		rec.Status, rec.Reason = status, reason
+	}
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
 	}
 	writeDenial(w, status, reason, msg)
 }
+
+// observe writes the access log record and the metrics of a request.
+func (h *Handler) observe(w *recorder, r *http.Request, rec *access.GatewayRequest, took time.Duration) {
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK // nothing written: net/http answers 200
+	}
+	decision, reason := "allow", rec.Reason
+	if reason != "" {
+		decision = "deny"
+	}
+	if m := h.cfg.Metrics; m != nil {
+		label := "_other"
+		if h.known(rec.Service) {
+			label = rec.Service
+		}
+		m.observe(label, decision, reason, took)
+	}
+	if l := h.cfg.AccessLog; l != nil {
+		l.LogAttrs(r.Context(), slog.LevelInfo, "gateway request",
+			slog.String("service", rec.Service), slog.String("method", rec.Method),
+			slog.String("path", rec.Path), slog.Int("status", status),
+			slog.String("decision", decision), slog.String("reason", reason),
+			slog.String("token", rec.TokenID), slog.String("contractor", rec.Contractor),
+			slog.String("source", rec.Source), slog.Duration("duration", took),
+			slog.Int64("bytes", w.bytes))
+	}
+}
+
+// recorder notes the status and size of a response. It passes Flush,
+// Hijack and the rest through http.ResponseController (Unwrap), which is
+// how httputil.ReverseProxy reaches them.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // denial is the JSON body of every refusal.
 type denial struct {
@@ -261,15 +428,6 @@ func bearer(h http.Header) (string, bool) {
 	}
 	text = strings.Trim(text, " ")
 	return text, text != ""
-}
-
-// peer returns the address of the connection's peer, or the zero Addr.
-func peer(remote string) netip.Addr {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // quote quotes client-controlled text for a message, cut to 128 bytes.

@@ -63,7 +63,7 @@ type env struct {
 	last  atomic.Pointer[seen]
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...func(*gateway.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -91,7 +91,11 @@ func newEnv(t *testing.T) *env {
 		io.WriteString(w, "upstream says hi")
 	}))
 	e.upURL = up.URL
-	h, err := gateway.New(gateway.Config{Authority: e.a, Usage: e.use, Now: e.clock.Now})
+	cfg := gateway.Config{Authority: e.a, Usage: e.use, Now: e.clock.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

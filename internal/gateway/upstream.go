@@ -21,7 +21,10 @@ type upstream struct {
 	target *url.URL
 	base   string          // target's escaped path without a trailing "/"
 	creds  []access.Header // credential headers, names in canonical form
-	proxy  *httputil.ReverseProxy
+	// private are the hop-private request headers the service names:
+	// removed from every request forwarded to it.
+	private []string
+	proxy   *httputil.ReverseProxy
 }
 
 // service returns the cached upstream of service name, loading it on first
@@ -50,6 +53,13 @@ func (h *Handler) service(ctx context.Context, name string) (*upstream, error) {
 	return up, nil
 }
 
+// known reports whether service name has been loaded, i.e. exists.
+func (h *Handler) known(name string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.services[name] != nil
+}
+
 // load reads a service and opens its credential.
 func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 	svc, err := h.cfg.Authority.Service(ctx, name)
@@ -64,7 +74,7 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 	if err != nil || target.Opaque != "" {
 		return nil, fmt.Errorf("service %q: invalid upstream URL", name)
 	}
-	up := &upstream{target: target, base: strings.TrimSuffix(target.EscapedPath(), "/"), creds: creds}
+	up := &upstream{target: target, base: strings.TrimSuffix(target.EscapedPath(), "/"), creds: creds, private: svc.PrivateHeaders}
 	if strings.HasPrefix(up.base, "//") {
 		return nil, fmt.Errorf("service %q: upstream path starts with //", name)
 	}
@@ -72,10 +82,11 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 		up.creds[i].Name = http.CanonicalHeaderKey(up.creds[i].Name)
 	}
 	up.proxy = &httputil.ReverseProxy{
-		Rewrite:      up.rewrite,
-		Transport:    h.cfg.Transport,
-		ErrorHandler: h.upstreamError,
-		ErrorLog:     slog.NewLogLogger(h.cfg.Log.Handler(), slog.LevelWarn),
+		Rewrite:        up.rewrite,
+		ModifyResponse: h.scrub(up),
+		Transport:      h.cfg.Transport,
+		ErrorHandler:   h.upstreamError,
+		ErrorLog:       slog.NewLogLogger(h.cfg.Log.Handler(), slog.LevelWarn),
 	}
 	return up, nil
 }
@@ -90,7 +101,7 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 //     (URL.Opaque; Path and RawPath agree with it). The query is passed
 //     through unchanged: scopes do not cover queries;
 //   - removes the contractor's Authorization header, so the token never
-//     reaches the upstream;
+//     reaches the upstream, and the service's hop-private headers;
 //   - sets the service's credential headers, replacing any the client sent;
 //   - sets X-Forwarded-For, -Host and -Proto afresh from the connection.
 //
@@ -105,10 +116,48 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	out.Path, _ = url.PathUnescape(p) // CheckPath accepted every escape
 	h := pr.Out.Header
 	h.Del("Authorization")
+	for _, name := range u.private {
+		h.Del(name)
+	}
 	for _, c := range u.creds {
 		h[c.Name] = []string{c.Value}
 	}
 	pr.SetXForwarded()
+}
+
+// scrub returns the ModifyResponse of up's proxy: it removes any response
+// header that carries one of the service's credential values (an upstream
+// that echoes request headers, or puts its key in a redirect), so the
+// credential never reaches the contractor through the gateway's headers.
+// Bodies are the upstream's own and pass as they are.
+func (h *Handler) scrub(up *upstream) func(*http.Response) error {
+	return func(resp *http.Response) error {
+		for name, vs := range resp.Header {
+			for _, v := range vs {
+				if up.leaks(v) {
+					h.cfg.Log.Warn("gateway: removed a response header that carried the service's credential",
+						"service", up.target.Host, "header", name)
+					delete(resp.Header, name)
+					break
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// leaks reports whether v contains a credential value of up, or the
+// secret part of one ("Bearer SECRET", "Basic SECRET").
+func (u *upstream) leaks(v string) bool {
+	for _, c := range u.creds {
+		if strings.Contains(v, c.Value) {
+			return true
+		}
+		if _, secret, ok := strings.Cut(c.Value, " "); ok && len(secret) >= 8 && strings.Contains(v, secret) {
+			return true
+		}
+	}
+	return false
 }
 
 // upstreamError answers a failed forward with a generic 502: the error

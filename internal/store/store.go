@@ -49,8 +49,11 @@ type Service struct {
 	// SealedCredential is the ciphertext (package seal) of the credential
 	// headers the gateway injects. It is opaque to the store.
 	SealedCredential []byte
-	CreatedAt        time.Time
-	CreatedBy        string
+	// PrivateHeaders are request header names (canonical form) that the
+	// gateway removes from every request it forwards to this service.
+	PrivateHeaders []string
+	CreatedAt      time.Time
+	CreatedBy      string
 }
 
 // Grant allows a contractor to be issued tokens within its scopes until

@@ -9,13 +9,17 @@ import (
 	"latchkey/internal/store"
 )
 
-const serviceColumns = `name, upstream, sealed_credential, created_at, created_by`
+const serviceColumns = `name, upstream, sealed_credential, private_headers, created_at, created_by`
 
 // CreateService stores sv; store.ErrConflict if the name is taken.
 func (s *Store) CreateService(ctx context.Context, sv store.Service) error {
+	private, err := encodeList(sv.PrivateHeaders)
+	if err != nil {
+		return fmt.Errorf("sqlite: create service %q: %w", sv.Name, err)
+	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO services (`+serviceColumns+`) VALUES (?, ?, ?, ?, ?)`,
-			sv.Name, sv.Upstream, nullBytes(sv.SealedCredential), msec(sv.CreatedAt), sv.CreatedBy)
+		_, err := tx.ExecContext(ctx, `INSERT INTO services (`+serviceColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+			sv.Name, sv.Upstream, nullBytes(sv.SealedCredential), private, msec(sv.CreatedAt), sv.CreatedBy)
 		if isUnique(err) {
 			return fmt.Errorf("sqlite: service %q: %w", sv.Name, store.ErrConflict)
 		}
@@ -63,8 +67,15 @@ func (s *Store) Services(ctx context.Context) ([]store.Service, error) {
 func scanService(row scanner) (store.Service, error) {
 	var sv store.Service
 	var created sql.NullInt64
-	err := row.Scan(&sv.Name, &sv.Upstream, &sv.SealedCredential, &created, &sv.CreatedBy)
+	var private []byte
+	if err := row.Scan(&sv.Name, &sv.Upstream, &sv.SealedCredential, &private, &created, &sv.CreatedBy); err != nil {
+		return sv, err
+	}
 	sv.CreatedAt = timeOf(created)
+	var err error
+	if sv.PrivateHeaders, err = decodeList(private); err != nil {
+		return sv, fmt.Errorf("private headers: %w", err)
+	}
 	if len(sv.SealedCredential) == 0 {
 		sv.SealedCredential = nil
 	}

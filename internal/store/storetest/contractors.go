@@ -52,7 +52,7 @@ func testServices(t *testing.T, s store.Store) {
 	wiki := store.Service{Name: "wiki", Upstream: "https://wiki.internal", SealedCredential: sealed,
 		CreatedAt: t0, CreatedBy: "lka_root"}
 	git := store.Service{Name: "git", Upstream: "http://git.internal:8080/base", SealedCredential: []byte{0xff},
-		CreatedAt: at(time.Minute), CreatedBy: "lka_other"}
+		PrivateHeaders: []string{"Cookie", "X-Internal-User"}, CreatedAt: at(time.Minute), CreatedBy: "lka_other"}
 	check(t, "CreateService wiki", s.CreateService(ctx(t), wiki))
 	check(t, "CreateService git", s.CreateService(ctx(t), git))
 
