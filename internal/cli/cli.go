@@ -187,6 +187,7 @@ usage.`,
 		initCmd(), serveCmd(),
 		serviceCmd(g), contractorCmd(g), grantCmd(g), tokenCmd(g), reportCmd(g),
 		whoamiCmd(g), auditCmd(g),
+		benchCmd(),
 	)
 	// cobra's completion command holds one subcommand per shell but does
 	// not run itself: make "completion ksh" a usage error like any other

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"latchkey/internal/loadgen"
+)
+
+func benchCmd() *cobra.Command {
+	return group("bench", "Measure latchkey on this machine", benchGatewayCmd())
+}
+
+func benchGatewayCmd() *cobra.Command {
+	var cfg loadgen.Config
+	c := &cobra.Command{
+		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--output json]",
+		Short: "Load the gateway against a bare reverse proxy and print the ratios",
+		Long: `Start on loopback, in this process, an upstream, a bare httputil.ReverseProxy
+in front of it and the gateway in front of it, once with the audit log and
+once without, each on a fresh store in a temporary directory. Then drive
+each with the same load: --conns keep-alive connections with one request in
+flight each, for --duration per target per round, the targets one after the
+other, the order rotated every round. Requests to the gateway spread over
+--tokens distinct tokens.
+
+The table shows, per target, requests per second, p50 and p99 latency (the
+medians over the rounds), failed requests, throughput as a multiple of the
+bare proxy's, p99 added to the bare proxy's, and for the gateways the share
+of token lookups their cache answered. Below it: the process's
+memory (resident and peak) once the audited gateway has cached every token.
+Progress goes to stderr, one line per round.
+
+It fails (exit status 1) after printing the results if any request failed.`,
+		Args: cobra.NoArgs,
+	}
+	out := addOutput(c, formatTable, formatJSON)
+	f := c.Flags()
+	f.IntVar(&cfg.Conns, "conns", 64, "concurrent connections per target")
+	f.DurationVar(&cfg.Duration, "duration", 2*time.Second, "how long each target is driven per round")
+	f.IntVar(&cfg.Rounds, "rounds", 5, "rounds of interleaved load")
+	f.IntVar(&cfg.Tokens, "tokens", 1000, "distinct tokens the gateway requests spread over")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
+			return usagef("--conns, --rounds, --tokens and --duration must be positive")
+		}
+		stderr := cmd.ErrOrStderr()
+		cfg.Progress = stderr
+		cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		rep, err := loadgen.Run(cmd.Context(), cfg)
+		if err != nil {
+			return err
+		}
+		if out.json() {
+			err = writeJSON(cmd.OutOrStdout(), rep)
+		} else {
+			err = benchTable(cmd.OutOrStdout(), rep)
+		}
+		if err != nil {
+			return err
+		}
+		if n := rep.Errors(); n > 0 {
+			return fmt.Errorf("%d requests failed; the first: %s", n, firstError(rep))
+		}
+		return nil
+	}
+	return c
+}
+
+// benchTable prints a report as a table and a few lines below it.
+func benchTable(w io.Writer, rep *loadgen.Report) error {
+	t := newTable(w, "TARGET", "REQ/S", "P50", "P99", "ERRORS", "X BARE", "ADDED P99", "CACHE HITS")
+	for _, tg := range rep.Targets {
+		var hits string
+		if n := tg.CacheHits + tg.CacheMisses; n > 0 {
+			hits = fmt.Sprintf("%.1f%%", 100*float64(tg.CacheHits)/float64(n))
+		}
+		t.row(tg.Name, fmt.Sprintf("%.0f", tg.RPS), ms(tg.P50), ms(tg.P99), fmt.Sprint(tg.Errors),
+			fmt.Sprintf("%.2f", tg.XBare), ms(tg.AddedP99), hits)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	m := rep.Memory
+	_, err := fmt.Fprintf(w, "\nmemory with %d tokens cached: RSS %s, peak %s (peak at the end of the run %s, live heap %s)\n"+
+		"%d connections, %d rounds of %v per target, %d tokens, GOMAXPROCS %d\n",
+		m.CachedTokens, mib(m.RSS), mib(m.HWM), mib(m.PeakEnd), mib(m.HeapLive),
+		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, rep.GOMAXPROCS)
+	return err
+}
+
+// firstError returns the first failure the report holds.
+func firstError(rep *loadgen.Report) string {
+	for _, tg := range rep.Targets {
+		if tg.FirstError != "" {
+			return tg.FirstError
+		}
+	}
+	return ""
+}
+
+// ms formats d in milliseconds with microsecond precision.
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond)) }
+
+// mib formats a size in bytes in MiB.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -1,0 +1,166 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"latchkey/internal/access"
+)
+
+// target is one server under load and the client side that drives it.
+type target struct {
+	name string
+	url  *url.URL // what every request asks for
+	tr   *http.Transport
+	// cache is the Authority of a gateway, whose token cache statistics
+	// the report shows; nil for the others.
+	cache *access.Authority
+
+	errs     atomic.Int64           // failed requests, warm-up included
+	firstErr atomic.Pointer[string] // the first failure
+}
+
+// newTarget returns a target whose client keeps up to conns idle
+// connections, so that the load never dials once warm.
+func newTarget(name, rawURL string, conns int) (*target, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: target %s: %w", name, err)
+	}
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		DisableCompression:    true,
+	}
+	return &target{name: name, url: u, tr: tr}, nil
+}
+
+// get makes one request with the Authorization header auth and reads the
+// whole answer. A transport error or a status other than 2xx is an error.
+func (t *target) get(ctx context.Context, auth string) error {
+	req := &http.Request{
+		Method:     http.MethodGet,
+		URL:        t.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     http.Header{"Authorization": {auth}},
+		Host:       t.url.Host,
+	}
+	resp, err := t.tr.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return fmt.Errorf("%s: %q", resp.Status, body)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+// cacheStats returns the hits and misses of a gateway's token cache so
+// far, or zeros for another target.
+func (t *target) cacheStats() [2]uint64 {
+	if t.cache == nil {
+		return [2]uint64{}
+	}
+	hits, misses := t.cache.CacheStats()
+	return [2]uint64{hits, misses}
+}
+
+// fail counts a failed request and keeps the first failure's message.
+func (t *target) fail(err error) {
+	t.errs.Add(1)
+	msg := fmt.Sprintf("%s: %v", t.name, err)
+	t.firstErr.CompareAndSwap(nil, &msg)
+}
+
+// round drives t with conns connections for d. Connection i sends the
+// tokens auths[i], auths[i+conns], ... in turn. Each goroutine keeps its
+// own latencies; they are merged only at the end.
+func (t *target) round(ctx context.Context, conns int, d time.Duration, auths []string) Round {
+	lats := make([][]time.Duration, conns)
+	errs := make([]int64, conns)
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 4096)
+			k := i % len(auths)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if !t0.Before(deadline) {
+					break
+				}
+				err := t.get(ctx, auths[k])
+				lat = append(lat, time.Since(t0))
+				if err != nil && ctx.Err() == nil {
+					errs[i]++
+					t.fail(err)
+				}
+				if k += conns; k >= len(auths) {
+					k %= len(auths)
+				}
+			}
+			lats[i] = lat
+		})
+	}
+	wg.Wait()
+	r := Round{Elapsed: time.Since(start)}
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	r.Requests = int64(len(all))
+	for _, n := range errs {
+		r.Errors += n
+	}
+	r.RPS = float64(r.Requests) / r.Elapsed.Seconds()
+	r.P50, r.P99 = quantile(all, 0.50), quantile(all, 0.99)
+	return r
+}
+
+// each makes one request with every element of auths, conns at a time,
+// and at least atLeast requests in all (cycling through auths). Failures
+// are counted on t.
+func (t *target) each(ctx context.Context, conns, atLeast int, auths []string) {
+	n := max(len(auths), atLeast)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				k := int(next.Add(1)) - 1
+				if k >= n {
+					return
+				}
+				if err := t.get(ctx, auths[k%len(auths)]); err != nil && ctx.Err() == nil {
+					t.fail(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// quantile returns the nearest-rank q-quantile of sorted, or zero if it
+// is empty.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}

@@ -1,0 +1,248 @@
+// Package loadgen implements the gateway load test behind "latchkey bench
+// gateway": it starts, on loopback in one process, an upstream, a bare
+// httputil.ReverseProxy in front of it and the latchkey gateway in front
+// of it (once with the audit log, once without), drives each with the same
+// concurrent keep-alive load in interleaved rounds, and reports
+// throughput and latency of each next to the bare proxy's.
+//
+// The gateway is built as serve builds it: a SQLite store and a seal key in
+// a data directory, a real audit log on that store, an access.Authority,
+// a usage.Recorder and gateway.New. Its tokens are real tokens, created in
+// the store and sent in "Authorization: Bearer"; every request is allowed
+// by the token's scope. Requests to the upstream and the bare proxy carry
+// the same header, so that every target reads requests of the same size. Absolute figures depend on the machine; the ratios
+// to the bare proxy measured in the same run are what to compare.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"time"
+)
+
+// Target names, in the order Report.Targets lists them.
+const (
+	Upstream        = "upstream"          // the upstream, called directly
+	Bare            = "bare"              // a bare httputil.ReverseProxy
+	GatewayAudit    = "gateway-audit-on"  // the gateway, every request audited
+	GatewayNoAudit  = "gateway-audit-off" // the gateway without an audit log
+	defaultConns    = 64
+	defaultDuration = 2 * time.Second
+	defaultRounds   = 5
+	defaultTokens   = 1000
+)
+
+// Config configures Run. The zero value runs the default load.
+type Config struct {
+	// Conns is how many connections drive a target at once: one
+	// goroutine each, with one request in flight. Default 64.
+	Conns int
+	// Duration is how long each target is driven in each round. Default 2s.
+	Duration time.Duration
+	// Rounds is how many times every target is driven; each round drives
+	// the targets one after the other, the order rotated by one target
+	// from round to round. Default 5.
+	Rounds int
+	// Tokens is how many distinct tokens the requests to the gateway
+	// spread over (each connection steps through them), so that its
+	// token cache holds that many. Default 1000.
+	Tokens int
+	// Dir is the gateway's data directory (store and seal key); it should
+	// be empty. Default: a new temporary directory that Run removes.
+	Dir string
+	// Progress receives one line per setup step and per round. nil: none.
+	Progress io.Writer
+	// Log is the application log of the proxies and gateways. Default:
+	// discard (failed requests are counted in the report regardless).
+	Log *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.Conns == 0 {
+		c.Conns = defaultConns
+	}
+	if c.Duration == 0 {
+		c.Duration = defaultDuration
+	}
+	if c.Rounds == 0 {
+		c.Rounds = defaultRounds
+	}
+	if c.Tokens == 0 {
+		c.Tokens = defaultTokens
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Conns < 0 || c.Duration < 0 || c.Rounds < 0 || c.Tokens < 0 {
+		return errors.New("loadgen: Conns, Duration, Rounds and Tokens must not be negative")
+	}
+	return nil
+}
+
+// Report is the result of a run. Latencies are measured by the client,
+// from writing the request to reading the end of the response body.
+type Report struct {
+	Conns      int           `json:"conns"`
+	Duration   time.Duration `json:"duration_ns"` // per target per round
+	Rounds     int           `json:"rounds"`
+	Tokens     int           `json:"tokens"`
+	GOMAXPROCS int           `json:"gomaxprocs"`
+	// Targets are upstream, bare, gateway-audit-on and gateway-audit-off,
+	// in this order.
+	Targets []Target `json:"targets"`
+	Memory  Memory   `json:"memory"`
+}
+
+// Errors returns the number of failed requests over every target, rounds
+// and warm-up included.
+func (r *Report) Errors() int64 {
+	var n int64
+	for _, t := range r.Targets {
+		n += t.Errors
+	}
+	return n
+}
+
+// Target is what one target did over all rounds. Requests per second, p50
+// and p99 are the medians of the rounds' figures.
+type Target struct {
+	Name       string        `json:"name"`
+	RPS        float64       `json:"rps"`
+	P50        time.Duration `json:"p50_ns"`
+	P99        time.Duration `json:"p99_ns"`
+	XBare      float64       `json:"x_bare"`       // RPS / bare RPS
+	AddedP99   time.Duration `json:"added_p99_ns"` // P99 - bare P99; negative when faster
+	Requests   int64         `json:"requests"`     // in all rounds
+	Errors     int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
+	FirstError string        `json:"first_error,omitempty"`
+	// CacheHits and CacheMisses count a gateway's token lookups during
+	// the rounds: answered from its cache, or read from the store.
+	CacheHits   uint64  `json:"cache_hits,omitempty"`
+	CacheMisses uint64  `json:"cache_misses,omitempty"`
+	Rounds      []Round `json:"rounds"` // in round order
+}
+
+// Round is what one target did in one round.
+type Round struct {
+	Requests int64         `json:"requests"`
+	Errors   int64         `json:"errors"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	RPS      float64       `json:"rps"`
+	P50      time.Duration `json:"p50_ns"`
+	P99      time.Duration `json:"p99_ns"`
+}
+
+// Memory is the process's memory, read from /proc/self/status (all zero
+// where there is none), after the warm-up had the audited gateway
+// authenticate, and so cache, every token once. The process holds more
+// than a gateway would: the load clients with every token text, the
+// upstream, the bare proxy and the unaudited gateway, so this is an upper
+// bound of a gateway's own.
+type Memory struct {
+	CachedTokens int   `json:"cached_tokens"`
+	RSS          int64 `json:"rss_bytes"` // VmRSS
+	HWM          int64 `json:"hwm_bytes"` // VmHWM, the peak RSS so far
+	HeapLive     int64 `json:"heap_live_bytes"`
+	PeakEnd      int64 `json:"peak_end_bytes"` // VmHWM at the end of the run
+}
+
+// Run sets up the targets, warms them up, drives them for cfg.Rounds
+// interleaved rounds and returns the report. It fails if the setup fails
+// or ctx ends; failed requests are not an error but counted in the
+// report (see Report.Errors).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	r, err := newRig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	rep := &Report{Conns: cfg.Conns, Duration: cfg.Duration, Rounds: cfg.Rounds, Tokens: cfg.Tokens,
+		GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	if rep.Memory, err = r.warm(ctx); err != nil {
+		return nil, err
+	}
+	results := make([][]Round, len(r.targets))
+	before := make([][2]uint64, len(r.targets))
+	for j, t := range r.targets {
+		before[j] = t.cacheStats()
+	}
+	for i := range cfg.Rounds {
+		line := fmt.Sprintf("round %d/%d:", i+1, cfg.Rounds)
+		for k := range r.targets {
+			j := (i + k) % len(r.targets)
+			t := r.targets[j]
+			res := t.round(ctx, cfg.Conns, cfg.Duration, r.auths)
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			results[j] = append(results[j], res)
+			line += fmt.Sprintf(" %s %.0f/s p99 %v;", t.name, res.RPS, res.P99.Round(time.Microsecond))
+		}
+		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
+	}
+	rep.Memory.PeakEnd = readStatus().hwm
+	for j, t := range r.targets {
+		s := summarize(t, results[j])
+		after := t.cacheStats()
+		s.CacheHits, s.CacheMisses = after[0]-before[j][0], after[1]-before[j][1]
+		rep.Targets = append(rep.Targets, s)
+	}
+	compare(rep.Targets)
+	return rep, nil
+}
+
+// summarize takes the medians of a target's rounds.
+func summarize(t *target, rounds []Round) Target {
+	s := Target{Name: t.name, Rounds: rounds, Errors: t.errs.Load()}
+	if e := t.firstErr.Load(); e != nil {
+		s.FirstError = *e
+	}
+	var rps []float64
+	var p50, p99 []time.Duration
+	for _, r := range rounds {
+		s.Requests += r.Requests
+		rps, p50, p99 = append(rps, r.RPS), append(p50, r.P50), append(p99, r.P99)
+	}
+	s.RPS, s.P50, s.P99 = median(rps), median(p50), median(p99)
+	return s
+}
+
+// compare fills in each target's figures relative to the bare proxy.
+func compare(ts []Target) {
+	i := slices.IndexFunc(ts, func(t Target) bool { return t.Name == Bare })
+	if i < 0 {
+		return
+	}
+	bare := ts[i]
+	for k := range ts {
+		if bare.RPS > 0 {
+			ts[k].XBare = ts[k].RPS / bare.RPS
+		}
+		ts[k].AddedP99 = ts[k].P99 - bare.P99
+	}
+}
+
+// median returns the median of s (the mean of the middle two for an even
+// length), or zero for an empty s. It sorts s.
+func median[T float64 | time.Duration](s []T) T {
+	if len(s) == 0 {
+		return 0
+	}
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

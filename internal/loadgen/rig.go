@@ -1,0 +1,292 @@
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"latchkey/internal/access"
+	"latchkey/internal/audit"
+	"latchkey/internal/gateway"
+	"latchkey/internal/metrics"
+	"latchkey/internal/scope"
+	"latchkey/internal/seal"
+	"latchkey/internal/store"
+	"latchkey/internal/store/sqlite"
+	"latchkey/internal/token"
+	"latchkey/internal/usage"
+)
+
+// What the gateway serves and the tokens allow.
+const (
+	service    = "echo"
+	tokenScope = "echo:GET:/v1/**"
+	reqPath    = "/v1/items/42"
+	contractor = "loadgen"
+	body       = "ok\n"
+)
+
+// admin is the actor that sets the gateway up.
+var admin = access.Actor{TokenID: "loadgen", Scopes: scope.Set{scope.MustParse("admin:*")}}
+
+// rig is everything Run starts: the servers, their state, and one target
+// per server.
+type rig struct {
+	cfg         Config
+	targets     []*target           // in Report order
+	authorities []*access.Authority // of the audited and the unaudited gateway
+	auths       []string            // "Bearer TOKEN" for every token
+	closers     []func() error
+}
+
+// newRig starts the upstream, the bare proxy and both gateways, and
+// creates the tokens. On error it closes what it started.
+func newRig(ctx context.Context, cfg Config) (r *rig, err error) {
+	r = &rig{cfg: cfg}
+	defer func() {
+		if err != nil {
+			r.close()
+			r = nil
+		}
+	}()
+	dir := cfg.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "latchkey-bench-"); err != nil {
+			return nil, fmt.Errorf("loadgen: %w", err)
+		}
+		r.closers = append(r.closers, func() error { return os.RemoveAll(dir) })
+	}
+	up, err := r.serve(http.HandlerFunc(answer))
+	if err != nil {
+		return nil, err
+	}
+	proxy := bareProxy(up, cfg.Log)
+	r.closers = append(r.closers, func() error { proxy.Transport.(*http.Transport).CloseIdleConnections(); return nil })
+	bare, err := r.serve(proxy)
+	if err != nil {
+		return nil, err
+	}
+	on, off, err := r.gateways(ctx, dir, up)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range [][2]string{{Upstream, up + reqPath}, {Bare, bare + reqPath},
+		{GatewayAudit, on + "/" + service + reqPath}, {GatewayNoAudit, off + "/" + service + reqPath}} {
+		tg, err := newTarget(t[0], t[1], cfg.Conns)
+		if err != nil {
+			return nil, err
+		}
+		if i := len(r.targets) - 2; i >= 0 {
+			tg.cache = r.authorities[i]
+		}
+		r.targets = append(r.targets, tg)
+		r.closers = append(r.closers, func() error { tg.tr.CloseIdleConnections(); return nil })
+	}
+	return r, nil
+}
+
+// close stops everything newRig started, latest first.
+func (r *rig) close() error {
+	var errs []error
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		errs = append(errs, r.closers[i]())
+	}
+	r.closers = nil
+	return errors.Join(errs...)
+}
+
+// answer is the upstream: a small 200 for every request.
+func answer(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	io.WriteString(w, body)
+}
+
+// bareProxy is the baseline: an httputil.ReverseProxy to upstream that
+// does what any proxy does (Rewrite with SetURL and SetXForwarded) over a
+// transport pooled like the gateway's.
+func bareProxy(upstream string, log *slog.Logger) *httputil.ReverseProxy {
+	u, _ := url.Parse(upstream)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 0
+	tr.MaxIdleConnsPerHost = 256
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+		},
+		Transport: tr,
+		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// serve serves h on a new loopback listener, as serve's gateway listener
+// is configured, and returns its base URL.
+func (r *rig) serve(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("loadgen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(r.cfg.Log.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(ln)
+	r.closers = append(r.closers, srv.Close)
+	return "http://" + ln.Addr().String(), nil
+}
+
+// gateways opens a store in dir, registers the upstream as service echo,
+// creates the tokens, and serves two gateways on it: one whose Authority
+// audits to a real audit log, one whose Authority audits nothing. It
+// returns their base URLs.
+func (r *rig) gateways(ctx context.Context, dir, upstream string) (on, off string, err error) {
+	key, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
+	if err != nil {
+		return "", "", err
+	}
+	box, err := seal.New(key)
+	if err != nil {
+		return "", "", err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
+	if err != nil {
+		return "", "", err
+	}
+	r.closers = append(r.closers, st.Close)
+	log := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{})
+	r.closers = append(r.closers, log.Close)
+	audited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log, Audit: log})
+	if err != nil {
+		return "", "", err
+	}
+	unaudited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log})
+	if err != nil {
+		return "", "", err
+	}
+	if err := setup(ctx, audited, upstream); err != nil {
+		return "", "", err
+	}
+	start := time.Now()
+	if r.auths, err = createTokens(ctx, st, r.cfg.Tokens, start); err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(r.cfg.Progress, "created %d tokens in %v\n", len(r.auths), time.Since(start).Round(time.Millisecond))
+	rec := usage.New(usage.Config{Store: st, Log: r.cfg.Log})
+	r.closers = append(r.closers, func() error { return rec.Close(context.Background()) })
+	r.authorities = []*access.Authority{audited, unaudited}
+	var urls []string
+	for _, a := range r.authorities {
+		// As serve configures it, but for the per-token rate limit: the
+		// default (100/s) would refuse a run spread over few tokens. The
+		// limiter still runs on every request.
+		h, err := gateway.New(gateway.Config{Authority: a, Usage: rec, Log: r.cfg.Log,
+			Metrics: gateway.NewMetrics(new(metrics.Registry)), TokenRate: 1e9, TokenBurst: 1 << 30})
+		if err != nil {
+			return "", "", err
+		}
+		u, err := r.serve(h)
+		if err != nil {
+			return "", "", err
+		}
+		urls = append(urls, u)
+	}
+	return urls[0], urls[1], nil
+}
+
+// setup registers the upstream as the service with a credential header,
+// and onboards the contractor with a grant covering the tokens' scope.
+func setup(ctx context.Context, a *access.Authority, upstream string) error {
+	creds := []access.Header{{Name: "Authorization", Value: "Bearer upstream-secret"}}
+	if _, err := a.AddService(ctx, admin, service, upstream, creds); err != nil {
+		return fmt.Errorf("loadgen: add service: %w", err)
+	}
+	until := time.Now().Add(30 * 24 * time.Hour)
+	nc := access.NewContractor{Name: contractor, Email: "loadgen@example.com", Sponsor: "loadgen", Until: until}
+	if _, err := a.AddContractor(ctx, admin, nc); err != nil {
+		return fmt.Errorf("loadgen: add contractor: %w", err)
+	}
+	if _, err := a.AddGrant(ctx, admin, contractor, []string{tokenScope}, until); err != nil {
+		return fmt.Errorf("loadgen: add grant: %w", err)
+	}
+	return nil
+}
+
+// createTokens writes n contractor tokens straight into the store, as
+// Authority.Issue would write them but without an audit record each (a
+// record per token would make setup the slowest part of a run), and
+// returns "Bearer TEXT" for each. Several goroutines generate and insert
+// at once; the store serialises the inserts.
+func createTokens(ctx context.Context, st store.Store, n int, now time.Time) ([]string, error) {
+	auths := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, runtime.GOMAXPROCS(0)*2)
+	for w := range errs {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				text, p, err := token.Generate(token.Contractor, rand.Reader)
+				if err == nil {
+					err = st.CreateToken(ctx, store.Token{ID: p.ID, Contractor: contractor, Scopes: []string{tokenScope},
+						Hash: p.Hash(), ExpiresAt: now.Add(24 * time.Hour), CreatedAt: now, CreatedBy: admin.TokenID,
+						Note: "latchkey bench"})
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("loadgen: create token: %w", err)
+					return
+				}
+				auths[i] = "Bearer " + text
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return nil, err
+	}
+	return auths, nil
+}
+
+// warm drives every target until its connections are open, has the
+// audited gateway authenticate every token once, and reads the memory
+// right after. (The unaudited gateway meets the tokens in the rounds:
+// warming it up as well would double the time a big run takes to start.)
+func (r *rig) warm(ctx context.Context) (Memory, error) {
+	start := time.Now()
+	conns, few := r.cfg.Conns, 8*r.cfg.Conns
+	r.targets[0].each(ctx, conns, few, r.auths[:1])
+	r.targets[1].each(ctx, conns, few, r.auths[:1])
+	r.targets[2].each(ctx, conns, few, r.auths)
+	m := memory(len(r.auths))
+	r.targets[3].each(ctx, conns, few, r.auths[:min(few, len(r.auths))])
+	if err := ctx.Err(); err != nil {
+		return Memory{}, err
+	}
+	fmt.Fprintf(r.cfg.Progress, "warmed up in %v; RSS %.1f MiB with %d tokens cached\n",
+		time.Since(start).Round(time.Millisecond), float64(m.RSS)/(1<<20), m.CachedTokens)
+	return m, nil
+}
