@@ -159,5 +159,18 @@ func (a *Authority) invalidate(id string) {
 	}
 }
 
+// CacheStats returns how many token lookups the cache has answered, and
+// how many it has sent to the store, since the Authority was created.
+func (a *Authority) CacheStats() (hits, misses uint64) {
+	return a.cache.hits.Load(), a.cache.misses.Load()
+}
+
+// CachedTokens returns the number of token records in the cache.
+func (a *Authority) CachedTokens() int {
+	a.cache.mu.RLock()
+	defer a.cache.mu.RUnlock()
+	return len(a.cache.m)
+}
+
 // Store returns the store the Authority works on.
 func (a *Authority) Store() store.Store { return a.cfg.Store }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"latchkey/internal/scope"
@@ -34,6 +35,8 @@ type cache struct {
 	// gen counts invalidations. A load that began before an invalidation
 	// must not cache what it read: the row may predate the revocation.
 	gen uint64
+
+	hits, misses atomic.Uint64 // lookups of get
 }
 
 func newCache() *cache { return &cache{m: make(map[string]*cached)} }
@@ -43,8 +46,10 @@ func (c *cache) get(id string, now time.Time) *cached {
 	e := c.m[id]
 	c.mu.RUnlock()
 	if e == nil || now.Sub(e.loaded) > cacheMaxAge {
+		c.misses.Add(1)
 		return nil
 	}
+	c.hits.Add(1)
 	return e
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -85,6 +86,7 @@ type Log struct {
 	stop     chan struct{}
 	done     chan struct{}
 	once     sync.Once
+	lastErr  atomic.Pointer[error] // the last commit's error; nil after a success
 }
 
 // request is one Append call waiting for its batch.
@@ -120,6 +122,24 @@ func New(st Storage, cfg Config) *Log {
 func (l *Log) Close() error {
 	l.once.Do(func() { close(l.stop) })
 	<-l.done
+	return nil
+}
+
+// Queued returns the number of Append calls waiting for a batch.
+func (l *Log) Queued() int { return len(l.reqs) }
+
+// Healthy returns ErrClosed after Close, and otherwise the error of the
+// most recent commit if it failed: appends are failing, and whatever
+// depends on them must be refused. It is nil after a successful commit.
+func (l *Log) Healthy() error {
+	select {
+	case <-l.stop:
+		return ErrClosed
+	default:
+	}
+	if err := l.lastErr.Load(); err != nil {
+		return *err
+	}
 	return nil
 }
 
@@ -196,6 +216,11 @@ func (l *Log) run(c *committer) {
 			}
 		}
 		first, err := c.commit(batch)
+		if err != nil {
+			l.lastErr.Store(&err)
+		} else {
+			l.lastErr.Store(nil)
+		}
 		for _, r := range batch {
 			r.res <- result{first, err}
 			first += int64(len(r.leaves))

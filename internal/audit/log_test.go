@@ -213,6 +213,9 @@ func TestFailClosed(t *testing.T) {
 	l := audit.New(f, audit.Config{})
 	defer l.Close()
 	audittest.AppendConcurrently(t, l, 8, 5)
+	if err := l.Healthy(); err != nil {
+		t.Fatalf("Healthy after good appends = %v", err)
+	}
 	f.set(true)
 	var wg sync.WaitGroup
 	for w := range 16 {
@@ -223,6 +226,9 @@ func TestFailClosed(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if err := l.Healthy(); !errors.Is(err, errBroken) {
+		t.Fatalf("Healthy after failed appends = %v, want errBroken", err)
+	}
 	f.set(false)
 	for i := 40; i < 50; i++ {
 		if first, err := l.Append(ctx, audittest.Rec(i)); err != nil || first != int64(i) {
@@ -230,6 +236,13 @@ func TestFailClosed(t *testing.T) {
 		}
 	}
 	audittest.CheckAll(t, l, 50)
+	if err := l.Healthy(); err != nil || l.Queued() != 0 {
+		t.Fatalf("Healthy after repair = %v, queued %d; want nil, 0", err, l.Queued())
+	}
+	l.Close()
+	if err := l.Healthy(); !errors.Is(err, audit.ErrClosed) {
+		t.Fatalf("Healthy after Close = %v, want ErrClosed", err)
+	}
 }
 
 // TestCloseConcurrent closes a Log under concurrent Appends: each returns

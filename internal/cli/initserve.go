@@ -3,10 +3,12 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"latchkey/internal/gateway"
 	"latchkey/internal/server"
 	"latchkey/internal/timespec"
 	"latchkey/internal/token"
@@ -65,13 +67,22 @@ It is an error if DIR already holds a store.`,
 func serveCmd() *cobra.Command {
 	var cfg server.Config
 	var maxTTL string
+	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--admin-addr A] [--max-ttl DURATION] [--admin-tls-cert F --admin-tls-key F] [--audit-sync normal|full] [--checkpoint-dir DIR]",
-		Short: "Run the admin API; initializes DIR if empty",
-		Long: `Run the admin API until SIGINT or SIGTERM, then shut down gracefully.
-If DIR holds no store yet, it is initialized first and the first admin token
-is printed once on stdout. Once listening, the admin API's base URL is
-written to DIR/admin.url (removed on shutdown).
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--checkpoint-dir DIR]",
+		Short: "Run the gateway and the admin API; initializes DIR if empty",
+		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
+gracefully, draining requests in flight. If DIR holds no store yet, it is
+initialized first and the first admin token is printed once on stdout. Once
+listening, the base URLs are written to DIR/admin.url and DIR/gateway.url
+(removed on shutdown).
+
+The gateway serves each service NAME at /NAME/... . Off a loopback address
+it needs --gateway-tls-cert and --gateway-tls-key, as the admin API needs
+its own. X-Forwarded-For is believed only from --trusted-proxy networks.
+Each token may make --token-rate requests per second (bursts of
+--token-burst); a source that keeps failing authentication is slowed down.
+The admin listener also serves /healthz, /readyz and Prometheus /metrics.
 
 Every signed audit checkpoint is written to DIR/checkpoints, one file per
 tree size, and to --checkpoint-dir if given. With --audit-sync full, every
@@ -82,7 +93,13 @@ survives power loss, not only a crash of the process.`,
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
 	c.Flags().StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:7370", "listen address of the admin API (port 0: any free port)")
 	c.Flags().StringVar(&maxTTL, "max-ttl", "", "longest lifetime of any token (default 30d)")
-	c.Flags().StringVar(&cfg.GatewayAddr, "gateway-addr", "", "listen address of the gateway, e.g. 127.0.0.1:7380 (empty: no gateway)")
+	c.Flags().StringVar(&cfg.GatewayAddr, "gateway-addr", server.DefaultGatewayAddr, "listen address of the gateway (port 0: any free port)")
+	c.Flags().StringVar(&cfg.GatewayTLSCert, "gateway-tls-cert", "", "PEM certificate: serve the gateway over HTTPS (required off loopback)")
+	c.Flags().StringVar(&cfg.GatewayTLSKey, "gateway-tls-key", "", "PEM private key for --gateway-tls-cert")
+	c.Flags().StringArrayVar(&proxies, "trusted-proxy", nil, "network (CIDR) of a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable)")
+	c.Flags().Float64Var(&cfg.TokenRate, "token-rate", gateway.DefaultTokenRate, "gateway requests per second allowed to each token")
+	c.Flags().IntVar(&cfg.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "gateway requests a token may make at once, above its rate")
+	c.Flags().BoolVar(&cfg.AccessLog, "access-log", true, "log one line per gateway request on stderr")
 	c.Flags().StringVar(&cfg.TLSCert, "admin-tls-cert", "", "PEM certificate: serve the admin API over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.TLSKey, "admin-tls-key", "", "PEM private key for --admin-tls-cert")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
@@ -97,6 +114,16 @@ survives power loss, not only a crash of the process.`,
 			return err
 		}
 		cfg.MaxTTL = d
+		for _, p := range proxies {
+			pre, err := netip.ParsePrefix(p)
+			if err != nil {
+				return usagef("--trusted-proxy %q: want a network such as 10.0.0.0/8", trunc(p))
+			}
+			cfg.TrustedProxies = append(cfg.TrustedProxies, pre)
+		}
+		if cfg.TokenRate <= 0 || cfg.TokenBurst < 1 {
+			return usagef("--token-rate and --token-burst must be positive")
+		}
 		if cfg.AuditSync != "normal" && cfg.AuditSync != "full" {
 			return usagef("--audit-sync %q: want normal or full", trunc(cfg.AuditSync))
 		}

@@ -189,8 +189,10 @@ func TestTrustedProxies(t *testing.T) {
 				t.Errorf("audited source %q, want %q", rec.Source, tt.source)
 			}
 			if tt.want == "" {
-				if got := e.last.Load().header.Get("X-Forwarded-For"); !strings.HasSuffix(got, "127.0.0.1") {
-					t.Errorf("upstream X-Forwarded-For %q, want the chain ending in the gateway's peer", got)
+				// The proxies' chain, with the gateway's peer appended.
+				want := strings.Join(tt.xff, ", ") + ", 127.0.0.1"
+				if got := strings.Join(e.last.Load().header.Values("X-Forwarded-For"), ", "); got != want {
+					t.Errorf("upstream X-Forwarded-For %q, want %q", got, want)
 				}
 			}
 		})

@@ -82,13 +82,21 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 		up.creds[i].Name = http.CanonicalHeaderKey(up.creds[i].Name)
 	}
 	up.proxy = &httputil.ReverseProxy{
-		Rewrite:        up.rewrite,
+		Rewrite:        func(pr *httputil.ProxyRequest) { h.rewrite(up, pr) },
 		ModifyResponse: h.scrub(up),
 		Transport:      h.cfg.Transport,
 		ErrorHandler:   h.upstreamError,
 		ErrorLog:       slog.NewLogLogger(h.cfg.Log.Handler(), slog.LevelWarn),
 	}
 	return up, nil
+}
+
+// clientIPHeaders are request headers some upstreams take as the
+// client's address, or as the URL to route by. A client must not choose
+// them: rewrite removes them from every request.
+var clientIPHeaders = []string{
+	"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Cf-Connecting-Ip", "X-Cluster-Client-Ip",
+	"Fastly-Client-Ip", "X-Original-Url", "X-Rewrite-Url",
 }
 
 // rewrite prepares the outgoing request. Before it runs, ReverseProxy has
@@ -99,28 +107,47 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 //     request line carries exactly the upstream's base path followed by
 //     the escaped path that was checked and authorized, byte for byte
 //     (URL.Opaque; Path and RawPath agree with it). The query is passed
-//     through unchanged: scopes do not cover queries;
+//     through exactly as sent (ReverseProxy would drop parameters it
+//     cannot parse; scopes do not cover queries, and the upstream should
+//     read what the client wrote);
 //   - removes the contractor's Authorization header, so the token never
-//     reaches the upstream, and the service's hop-private headers;
+//     reaches the upstream, the service's hop-private headers, and the
+//     client-address headers some upstreams trust (clientIPHeaders);
+//   - refuses any protocol upgrade but WebSocket: the Upgrade header of
+//     another (h2c, say) is removed, so the upstream answers plain HTTP
+//     and no tunnel escapes the scope check;
 //   - sets the service's credential headers, replacing any the client sent;
-//   - sets X-Forwarded-For, -Host and -Proto afresh from the connection.
+//   - sets X-Forwarded-For, -Host and -Proto afresh from the connection;
+//     when the peer is a trusted proxy, X-Forwarded-For keeps the chain
+//     the proxies sent, with the peer appended.
 //
 // The credential is only ever a request header: nothing of it is in the
 // URL, so neither a redirect nor an error message can carry it back.
-func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
+func (h *Handler) rewrite(u *upstream, pr *httputil.ProxyRequest) {
 	_, rest := splitService(requestPath(pr.In))
 	pr.SetURL(u.target)
 	p := u.base + rest
 	out := pr.Out.URL
 	out.Opaque, out.RawPath = p, p
 	out.Path, _ = url.PathUnescape(p) // CheckPath accepted every escape
-	h := pr.Out.Header
-	h.Del("Authorization")
+	out.RawQuery = pr.In.URL.RawQuery
+	hd := pr.Out.Header
+	hd.Del("Authorization")
 	for _, name := range u.private {
-		h.Del(name)
+		hd.Del(name)
+	}
+	for _, name := range clientIPHeaders {
+		hd.Del(name)
+	}
+	if up := hd.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+		hd.Del("Upgrade")
+		hd.Del("Connection")
 	}
 	for _, c := range u.creds {
-		h[c.Name] = []string{c.Value}
+		hd[c.Name] = []string{c.Value}
+	}
+	if isTrusted(peer(pr.In.RemoteAddr), h.cfg.TrustedProxies) {
+		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	}
 	pr.SetXForwarded()
 }
@@ -146,14 +173,20 @@ func (h *Handler) scrub(up *upstream) func(*http.Response) error {
 	}
 }
 
+// minLeak is the shortest credential value (or secret part) that leaks
+// looks for: a shorter one would match innocent headers by chance (a
+// WebSocket handshake's random Sec-WebSocket-Accept, a Date), and is too
+// short to be a secret worth hiding anyway.
+const minLeak = 8
+
 // leaks reports whether v contains a credential value of up, or the
 // secret part of one ("Bearer SECRET", "Basic SECRET").
 func (u *upstream) leaks(v string) bool {
 	for _, c := range u.creds {
-		if strings.Contains(v, c.Value) {
+		if len(c.Value) >= minLeak && strings.Contains(v, c.Value) {
 			return true
 		}
-		if _, secret, ok := strings.Cut(c.Value, " "); ok && len(secret) >= 8 && strings.Contains(v, secret) {
+		if _, secret, ok := strings.Cut(c.Value, " "); ok && len(secret) >= minLeak && strings.Contains(v, secret) {
 			return true
 		}
 	}

@@ -79,7 +79,7 @@ func startServe(t *testing.T, bin, dir string) *serveProc {
 		t.Fatal(err)
 	}
 	p := &serveProc{t: t, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--data", dir, "--admin-addr", "127.0.0.1:0")
+	p.cmd = exec.Command(bin, "serve", "--data", dir, "--admin-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0")
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start latchkey serve: %v", err)

@@ -79,7 +79,7 @@ func TestAuditFailClosed(t *testing.T) {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- server.Run(ctx, server.Config{DataDir: dir, AdminAddr: "127.0.0.1:0",
+		errc <- server.Run(ctx, server.Config{DataDir: dir, AdminAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0",
 			Log: slog.New(slog.NewTextHandler(&applog, nil))}, &stdout)
 	}()
 	stopped := false

@@ -1,6 +1,8 @@
 // Package server assembles a latchkey process from its data directory:
-// the store, the sealing key, the rules (package access), usage batching
-// and the admin API listener, with graceful shutdown.
+// the store, the sealing key, the rules (package access), the audit log
+// and its checkpoints, usage batching, the gateway listener and the admin
+// API listener (with /healthz, /readyz and /metrics), with graceful
+// shutdown.
 //
 // The data directory (mode 0700) holds:
 //
@@ -8,6 +10,7 @@
 //	               of tokens and sealed credentials, never a secret
 //	seal.key       32-byte AES-256-GCM key for service credentials, 0600
 //	admin.url      the admin API base URL while serve runs
+//	gateway.url    the gateway base URL while serve runs
 package server
 
 import (
@@ -23,12 +26,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"latchkey/internal/access"
 	"latchkey/internal/adminapi"
 	"latchkey/internal/audit"
 	"latchkey/internal/gateway"
+	"latchkey/internal/metrics"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store/sqlite"
@@ -44,8 +51,14 @@ const (
 	gatewayFile = "gateway.url"
 )
 
-// DefaultAdminAddr is where the admin API listens when Config.AdminAddr is empty.
-const DefaultAdminAddr = "127.0.0.1:7370"
+// Default listen addresses.
+const (
+	DefaultAdminAddr   = "127.0.0.1:7370"
+	DefaultGatewayAddr = "127.0.0.1:7380"
+)
+
+// DefaultStreamDrain is Config.StreamDrain's default.
+const DefaultStreamDrain = 5 * time.Second
 
 // ErrInitialized is returned by Init for a data directory that already
 // holds a store.
@@ -61,9 +74,27 @@ type Config struct {
 	MaxTTL time.Duration
 	// Log is the application log. Default: text on stderr.
 	Log *slog.Logger
-	// GatewayAddr, if set, is where the gateway listens (contractors call
-	// services at /NAME/... there). Empty: no gateway listener.
+	// GatewayAddr is where the gateway listens (contractors call services
+	// at /NAME/... there). Default DefaultGatewayAddr.
 	GatewayAddr string
+	// GatewayTLSCert and GatewayTLSKey are PEM files; when both are set
+	// the gateway serves HTTPS (HTTP/1.1 and HTTP/2). Without them it
+	// serves plain HTTP/1.1 and HTTP/2 with prior knowledge, and only on a
+	// loopback address (behind a TLS-terminating proxy on the same host).
+	GatewayTLSCert, GatewayTLSKey string
+	// TrustedProxies are networks whose X-Forwarded-For the gateway
+	// believes. Default none.
+	TrustedProxies []netip.Prefix
+	// TokenRate and TokenBurst bound each token's gateway requests per
+	// second. Zero: the gateway's defaults.
+	TokenRate  float64
+	TokenBurst int
+	// AccessLog logs one line per gateway request to Log.
+	AccessLog bool
+	// StreamDrain is how long a shutdown lets gateway requests in flight
+	// finish before it cuts those still open (streams and WebSockets).
+	// Default DefaultStreamDrain.
+	StreamDrain time.Duration
 	// AuditSync is "normal" (default: an acknowledged record survives a
 	// kill of the process) or "full" (it also survives power loss: every
 	// audit commit fsyncs, shared by group commit).
@@ -207,13 +238,23 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = DefaultAdminAddr
 	}
+	if cfg.GatewayAddr == "" {
+		cfg.GatewayAddr = DefaultGatewayAddr
+	}
+	if cfg.StreamDrain <= 0 {
+		cfg.StreamDrain = DefaultStreamDrain
+	}
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	tlsCfg, err := adminTLS(cfg)
+	tlsCfg, err := listenTLS("admin", cfg.AdminAddr, cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return err
+	}
+	gwTLS, err := listenTLS("gateway", cfg.GatewayAddr, cfg.GatewayTLSCert, cfg.GatewayTLSKey)
 	if err != nil {
 		return err
 	}
@@ -225,25 +266,30 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	defer in.close()
-	return serve(ctx, cfg, in, tlsCfg, stdout)
+	return serve(ctx, cfg, in, tlsCfg, gwTLS, stdout)
 }
 
-// adminTLS loads the admin API's certificate, or refuses plain HTTP on an
-// address other hosts can reach.
-func adminTLS(cfg Config) (*tls.Config, error) {
-	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, errors.New("give both --admin-tls-cert and --admin-tls-key, or neither")
+// listenTLS loads the certificate of a listener (what: "admin", whose
+// tokens are admin tokens, or "gateway"), or refuses plain HTTP on an
+// address other hosts can reach. It returns nil for plain HTTP.
+func listenTLS(what, addr, certFile, keyFile string) (*tls.Config, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("give both --%s-tls-cert and --%s-tls-key, or neither", what, what)
 	}
-	if cfg.TLSCert == "" {
-		if !loopback(cfg.AdminAddr) {
-			return nil, fmt.Errorf("refusing to serve the admin API over plain HTTP on %s: admin tokens would cross the network in clear; "+
-				"listen on a loopback address or give --admin-tls-cert and --admin-tls-key", cfg.AdminAddr)
+	if certFile == "" {
+		if !loopback(addr) {
+			name, tokens := "the admin API", "admin tokens"
+			if what == "gateway" {
+				name, tokens = "the gateway", "contractor tokens"
+			}
+			return nil, fmt.Errorf("refusing to serve %s over plain HTTP on %s: %s would cross the network in clear; "+
+				"listen on a loopback address or give --%s-tls-cert and --%s-tls-key", name, addr, tokens, what, what)
 		}
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("failed to load the admin TLS certificate: %w", err)
+		return nil, fmt.Errorf("failed to load the %s TLS certificate: %w", what, err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
@@ -283,25 +329,38 @@ func firstRun(ctx context.Context, dataDir string, maxTTL time.Duration, stdout 
 	return nil
 }
 
-func serve(ctx context.Context, cfg Config, in *instance, tlsCfg *tls.Config, stdout io.Writer) error {
+func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Config, stdout io.Writer) error {
 	cps, err := newCheckpointer(cfg, in)
 	if err != nil {
 		return err
 	}
 	rec := usage.New(usage.Config{Store: in.st, Log: cfg.Log})
-	api, err := adminapi.New(adminapi.Config{Authority: in.a, Usage: rec, Log: cfg.Log, Audit: in.audit, AuditStorage: in.storage, Checkpoints: cps.sign})
+	reg := new(metrics.Registry)
+	gwh, err := newGateway(cfg, in, rec, reg)
 	if err != nil {
 		rec.Close(context.Background())
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	var stopping atomic.Bool
+	api, err := adminapi.New(adminapi.Config{
+		Authority: in.a, Usage: rec, Log: cfg.Log, Audit: in.audit, AuditStorage: in.storage, Checkpoints: cps.sign,
+		Metrics: reg.Handler(),
+		Ready: func(ctx context.Context) error {
+			if stopping.Load() {
+				return &adminapi.NotReady{Component: "server", Err: errors.New("shutting down")}
+			}
+			if err := in.audit.Healthy(); err != nil {
+				return &adminapi.NotReady{Component: "audit log", Err: err}
+			}
+			if _, err := in.audit.Size(ctx); err != nil {
+				return &adminapi.NotReady{Component: "store", Err: err}
+			}
+			return nil
+		},
+	})
 	if err != nil {
 		rec.Close(context.Background())
-		return fmt.Errorf("failed to listen on %s: %w", cfg.AdminAddr, err)
-	}
-	scheme := "http://"
-	if tlsCfg != nil {
-		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
+		return err
 	}
 	srv := &http.Server{
 		Handler:           api,
@@ -312,76 +371,140 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg *tls.Config, st
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
-	url := scheme + ln.Addr().String()
-	addrPath := filepath.Join(cfg.DataDir, addrFile)
-	if err := os.WriteFile(addrPath, []byte(url+"\n"), 0o600); err != nil {
-		ln.Close()
-		rec.Close(context.Background())
-		return fmt.Errorf("failed to write %s: %w", addrPath, err)
-	}
-	defer os.Remove(addrPath)
-	fmt.Fprintf(stdout, "latchkey: admin API listening on %s\n", url)
+	streams, cutStreams := context.WithCancel(context.Background())
+	defer cutStreams()
+	gw := gatewayServer(cfg, gwh, gwTLS)
+	gw.BaseContext = func(net.Listener) context.Context { return streams }
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	gw, err := startGateway(cfg, in, rec, stdout, errc)
+	stopAdmin, err := listen(cfg, "admin API", srv, cfg.AdminAddr, tlsCfg, addrFile, stdout, errc)
+	if err != nil {
+		rec.Close(context.Background())
+		return err
+	}
+	defer stopAdmin()
+	stopGateway, err := listen(cfg, "gateway", gw, cfg.GatewayAddr, gwTLS, gatewayFile, stdout, errc)
 	if err != nil {
 		srv.Close()
 		rec.Close(context.Background())
 		return err
 	}
-	if gw != nil {
-		defer os.Remove(filepath.Join(cfg.DataDir, gatewayFile))
-	}
+	defer stopGateway()
 	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); cps.loop(cpCtx, cfg.CheckpointEvery) }()
 	defer func() { stopCheckpoints(); <-cpDone }()
 	select {
 	case err := <-errc:
+		srv.Close()
+		gw.Close()
 		rec.Close(context.Background())
 		return fmt.Errorf("listener stopped: %w", err)
 	case <-ctx.Done():
 	}
+	stopping.Store(true)
 	cfg.Log.Info("shutting down: draining requests")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	if gw != nil {
-		err = errors.Join(err, gw.Shutdown(sctx))
-	}
+	// Requests get StreamDrain to finish; then what is still open (streams,
+	// WebSockets, which Shutdown does not track once upgraded) is cut.
+	drained := make(chan struct{})
+	go func() {
+		select {
+		case <-time.After(cfg.StreamDrain):
+			cfg.Log.Info("shutting down: cutting open streams")
+		case <-drained:
+		}
+		cutStreams()
+	}()
+	err = errors.Join(srv.Shutdown(sctx), gw.Shutdown(sctx))
+	close(drained)
 	if ferr := rec.Close(sctx); ferr != nil {
 		cfg.Log.Error("final usage flush failed", "err", ferr)
 	}
 	return err
 }
 
-// startGateway starts the gateway listener if cfg.GatewayAddr is set, and
-// returns its server (nil without one). It reports Serve's end on errc.
-func startGateway(cfg Config, in *instance, rec *usage.Recorder, stdout io.Writer, errc chan<- error) (*http.Server, error) {
-	if cfg.GatewayAddr == "" {
-		return nil, nil
+// newGateway builds the gateway handler and registers the process's
+// metrics in reg.
+func newGateway(cfg Config, in *instance, rec *usage.Recorder, reg *metrics.Registry) (*gateway.Handler, error) {
+	gcfg := gateway.Config{
+		Authority: in.a, Usage: rec, Log: cfg.Log, Metrics: gateway.NewMetrics(reg),
+		TrustedProxies: cfg.TrustedProxies, TokenRate: rate.Limit(cfg.TokenRate), TokenBurst: cfg.TokenBurst,
 	}
-	h, err := gateway.New(gateway.Config{Authority: in.a, Usage: rec, Log: cfg.Log})
+	if cfg.AccessLog {
+		gcfg.AccessLog = cfg.Log
+	}
+	h, err := gateway.New(gcfg)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.GatewayAddr)
-	if err != nil {
-		return nil, fmt.Errorf("failed to listen on %s: %w", cfg.GatewayAddr, err)
-	}
+	reg.NewCounterFunc("latchkey_token_cache_hits_total", "Token lookups answered from the in-memory cache.",
+		func() float64 { hits, _ := in.a.CacheStats(); return float64(hits) })
+	reg.NewCounterFunc("latchkey_token_cache_misses_total", "Token lookups that went to the store.",
+		func() float64 { _, misses := in.a.CacheStats(); return float64(misses) })
+	reg.NewGaugeFunc("latchkey_token_cache_entries", "Token records held in the in-memory cache.",
+		func() float64 { return float64(in.a.CachedTokens()) })
+	reg.NewGaugeFunc("latchkey_audit_queue_depth", "Audit appends waiting for the next group commit.",
+		func() float64 { return float64(in.audit.Queued()) })
+	reg.NewGaugeFunc("latchkey_audit_healthy", "1 while audit appends succeed, 0 once one fails (requests are then refused).",
+		func() float64 {
+			if in.audit.Healthy() != nil {
+				return 0
+			}
+			return 1
+		})
+	return h, nil
+}
+
+// gatewayServer is the gateway's http.Server: HTTP/1.1 and HTTP/2 (over
+// TLS, or with prior knowledge on plain HTTP). No read or write timeout
+// bounds a whole request, since streams and WebSockets are long-lived;
+// headers and idle connections are bounded.
+func gatewayServer(cfg Config, h http.Handler, tlsCfg *tls.Config) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsCfg,
+		Protocols:         new(http.Protocols),
 	}
-	url := "http://" + ln.Addr().String()
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, gatewayFile), []byte(url+"\n"), 0o600); err != nil {
+	srv.Protocols.SetHTTP1(true)
+	if tlsCfg != nil {
+		srv.Protocols.SetHTTP2(true)
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return srv
+}
+
+// listen starts srv on addr (with TLS if tlsCfg is set), writes its URL to
+// the data directory file urlFile and prints it. Serve's end is reported on
+// errc. The returned func removes urlFile.
+func listen(cfg Config, what string, srv *http.Server, addr string, tlsCfg *tls.Config, urlFile string, stdout io.Writer, errc chan<- error) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %s: %w", addr, err)
+	}
+	scheme := "http://"
+	if tlsCfg != nil {
+		srv.TLSConfig = tlsCfg
+		scheme = "https://"
+	}
+	url := scheme + ln.Addr().String()
+	path := filepath.Join(cfg.DataDir, urlFile)
+	if err := os.WriteFile(path, []byte(url+"\n"), 0o600); err != nil {
 		ln.Close()
-		return nil, err
+		return nil, fmt.Errorf("failed to write %s: %w", path, err)
 	}
-	fmt.Fprintf(stdout, "latchkey: gateway listening on %s\n", url)
-	go func() { errc <- srv.Serve(ln) }()
-	return srv, nil
+	fmt.Fprintf(stdout, "latchkey: %s listening on %s\n", what, url)
+	go func() {
+		if tlsCfg != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	return func() { os.Remove(path) }, nil
 }

@@ -57,7 +57,7 @@ func newDir(t *testing.T) string { return filepath.Join(t.TempDir(), "data") }
 
 // testConfig is a Config for dir on any free port, logging to log.
 func testConfig(dir string, log io.Writer) Config {
-	return Config{DataDir: dir, AdminAddr: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(log, nil))}
+	return Config{DataDir: dir, AdminAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(log, nil))}
 }
 
 // poll calls cond until it returns "" or 5 seconds pass, and then fails
@@ -517,7 +517,7 @@ func TestRunAddressInUse(t *testing.T) {
 
 	addr := strings.TrimPrefix(first.url, "http://")
 	var out bytes.Buffer
-	err := Run(t.Context(), Config{DataDir: dir, AdminAddr: addr, Log: slog.New(slog.DiscardHandler)}, &out)
+	err := Run(t.Context(), Config{DataDir: dir, AdminAddr: addr, GatewayAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)}, &out)
 	if err == nil || !strings.Contains(err.Error(), "failed to listen on "+addr) {
 		t.Fatalf("Run on an address in use: got %v, want a failure to listen on %s", err, addr)
 	}
