@@ -123,11 +123,7 @@ type Target struct {
 	Requests   int64         `json:"requests"`     // in all rounds
 	Errors     int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
 	FirstError string        `json:"first_error,omitempty"`
-	// CacheHits and CacheMisses count a gateway's token lookups during
-	// the rounds: answered from its cache, or read from the store.
-	CacheHits   uint64  `json:"cache_hits,omitempty"`
-	CacheMisses uint64  `json:"cache_misses,omitempty"`
-	Rounds      []Round `json:"rounds"` // in round order
+	Rounds     []Round       `json:"rounds"` // in round order
 }
 
 // Round is what one target did in one round.
@@ -173,10 +169,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	results := make([][]Round, len(r.targets))
-	before := make([][2]uint64, len(r.targets))
-	for j, t := range r.targets {
-		before[j] = t.cacheStats()
-	}
 	for i := range cfg.Rounds {
 		line := fmt.Sprintf("round %d/%d:", i+1, cfg.Rounds)
 		for k := range r.targets {
@@ -193,10 +185,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Memory.PeakEnd = readStatus().hwm
 	for j, t := range r.targets {
-		s := summarize(t, results[j])
-		after := t.cacheStats()
-		s.CacheHits, s.CacheMisses = after[0]-before[j][0], after[1]-before[j][1]
-		rep.Targets = append(rep.Targets, s)
+		rep.Targets = append(rep.Targets, summarize(t, results[j]))
 	}
 	compare(rep.Targets)
 	return rep, nil

@@ -46,11 +46,10 @@ var admin = access.Actor{TokenID: "loadgen", Scopes: scope.Set{scope.MustParse("
 // rig is everything Run starts: the servers, their state, and one target
 // per server.
 type rig struct {
-	cfg         Config
-	targets     []*target           // in Report order
-	authorities []*access.Authority // of the audited and the unaudited gateway
-	auths       []string            // "Bearer TOKEN" for every token
-	closers     []func() error
+	cfg     Config
+	targets []*target // in Report order
+	auths   []string  // "Bearer TOKEN" for every token
+	closers []func() error
 }
 
 // newRig starts the upstream, the bare proxy and both gateways, and
@@ -89,9 +88,6 @@ func newRig(ctx context.Context, cfg Config) (r *rig, err error) {
 		tg, err := newTarget(t[0], t[1], cfg.Conns)
 		if err != nil {
 			return nil, err
-		}
-		if i := len(r.targets) - 2; i >= 0 {
-			tg.cache = r.authorities[i]
 		}
 		r.targets = append(r.targets, tg)
 		r.closers = append(r.closers, func() error { tg.tr.CloseIdleConnections(); return nil })
@@ -195,9 +191,8 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) (on, off strin
 	fmt.Fprintf(r.cfg.Progress, "created %d tokens in %v\n", len(r.auths), time.Since(start).Round(time.Millisecond))
 	rec := usage.New(usage.Config{Store: st, Log: r.cfg.Log})
 	r.closers = append(r.closers, func() error { return rec.Close(context.Background()) })
-	r.authorities = []*access.Authority{audited, unaudited}
 	var urls []string
-	for _, a := range r.authorities {
+	for _, a := range []*access.Authority{audited, unaudited} {
 		// As serve configures it, but for the per-token rate limit: the
 		// default (100/s) would refuse a run spread over few tokens. The
 		// limiter still runs on every request.
