@@ -112,7 +112,7 @@ func (s *Server) addService(ctx context.Context, c caller, r *http.Request) (int
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
-	svc, err := s.cfg.Authority.AddService(ctx, c.actor(), in.Name, in.Upstream, in.CredentialHeaders)
+	svc, err := s.cfg.Authority.AddService(ctx, c.actor(), in.Name, in.Upstream, in.CredentialHeaders, in.PrivateHeaders...)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -120,15 +120,20 @@ func (s *Server) addService(ctx context.Context, c caller, r *http.Request) (int
 	for i, h := range in.CredentialHeaders {
 		names[i] = h.Name
 	}
-	return 201, Service{svc.Name, svc.Upstream, names, svc.CreatedAt, svc.CreatedBy}, nil
+	return 201, Service{svc.Name, svc.Upstream, names, nonNil(svc.PrivateHeaders), svc.CreatedAt, svc.CreatedBy}, nil
+}
+
+// nonNil returns l, or an empty list for nil (JSON [] rather than null).
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 func (s *Server) toService(svc store.Service) (Service, error) {
 	names, err := s.cfg.Authority.CredentialNames(svc)
-	if names == nil {
-		names = []string{}
-	}
-	return Service{svc.Name, svc.Upstream, names, svc.CreatedAt, svc.CreatedBy}, err
+	return Service{svc.Name, svc.Upstream, nonNil(names), nonNil(svc.PrivateHeaders), svc.CreatedAt, svc.CreatedBy}, err
 }
 
 func (s *Server) listServices(ctx context.Context, c caller, r *http.Request) (int, any, error) {

@@ -54,6 +54,7 @@ type Service struct {
 	Name              string    `json:"name"`
 	Upstream          string    `json:"upstream"`
 	CredentialHeaders []string  `json:"credential_headers"`
+	PrivateHeaders    []string  `json:"private_headers"`
 	CreatedAt         time.Time `json:"created_at"`
 	CreatedBy         string    `json:"created_by"`
 }
@@ -63,6 +64,9 @@ type NewService struct {
 	Name              string          `json:"name"`
 	Upstream          string          `json:"upstream"`
 	CredentialHeaders []access.Header `json:"credential_headers,omitempty"`
+	// PrivateHeaders are request headers the gateway removes from every
+	// request it forwards to the service.
+	PrivateHeaders []string `json:"private_headers,omitempty"`
 }
 
 // Grant allows a contractor scopes until ExpiresAt.

@@ -19,22 +19,25 @@ func serviceCmd(g *globals) *cobra.Command {
 
 func serviceAddCmd(g *globals) *cobra.Command {
 	var upstream string
-	var headers []string
+	var headers, private []string
 	c := &cobra.Command{
-		Use:   "add NAME --upstream URL [--credential-header 'H: V' ...]",
+		Use:   "add NAME --upstream URL [--credential-header 'H: V' ...] [--private-header H ...]",
 		Short: "Register an upstream service",
 		Long: `Register an upstream service. The gateway serves it at /NAME/... and adds each
 --credential-header to the requests it forwards. Credential values are kept
-encrypted and are never shown again by any command.`,
+encrypted and are never shown again by any command. Each --private-header
+is removed from every request the gateway forwards to the service (a
+cookie, or an identity header the upstream trusts).`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := addOutput(c, formatText, formatJSON)
 	c.Flags().StringVar(&upstream, "upstream", "", "upstream base URL, e.g. https://billing.internal")
 	c.Flags().StringArrayVar(&headers, "credential-header", nil,
 		"header the gateway injects, as 'Name: value', or @FILE / @- to read 'Name: value' lines from a file or stdin, keeping the secret out of argv (repeatable)")
+	c.Flags().StringArrayVar(&private, "private-header", nil, "request header the gateway removes before forwarding to this service (repeatable)")
 	_ = c.MarkFlagRequired("upstream")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		ns := adminapi.NewService{Name: args[0], Upstream: upstream}
+		ns := adminapi.NewService{Name: args[0], Upstream: upstream, PrivateHeaders: private}
 		hs, err := readHeaders(cmd.InOrStdin(), headers)
 		if err != nil {
 			return err
@@ -67,9 +70,13 @@ func serviceListCmd(g *globals) *cobra.Command {
 
 // serviceTable writes services as a table.
 func serviceTable(w io.Writer, ss []adminapi.Service) error {
-	t := newTable(w, "NAME", "UPSTREAM", "CREDENTIAL HEADERS", "CREATED")
+	t := newTable(w, "NAME", "UPSTREAM", "CREDENTIAL HEADERS", "PRIVATE HEADERS", "CREATED")
 	for _, s := range ss {
-		t.row(s.Name, s.Upstream, list(s.CredentialHeaders), when(s.CreatedAt))
+		private := list(s.PrivateHeaders)
+		if private == "" {
+			private = "-"
+		}
+		t.row(s.Name, s.Upstream, list(s.CredentialHeaders), private, when(s.CreatedAt))
 	}
 	return t.flush()
 }
