@@ -3,6 +3,8 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,18 @@ func TestRunCountsFailures(t *testing.T) {
 	}
 	if e := gw.firstErr.Load(); e == nil || !strings.Contains(*e, "401") || !strings.Contains(*e, "token_malformed") {
 		t.Errorf("first error %v, want a 401 token_malformed", e)
+	}
+}
+
+// TestRunSetupFails checks that a failed setup is an error, after what
+// was started is closed again.
+func TestRunSetupFails(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), Config{Dir: filepath.Join(file, "dir")}); err == nil {
+		t.Error("Run with a data directory under a file: no error")
 	}
 }
 

@@ -54,45 +54,50 @@ type rig struct {
 
 // newRig starts the upstream, the bare proxy and both gateways, and
 // creates the tokens. On error it closes what it started.
-func newRig(ctx context.Context, cfg Config) (r *rig, err error) {
-	r = &rig{cfg: cfg}
-	defer func() {
-		if err != nil {
-			r.close()
-			r = nil
-		}
-	}()
+func newRig(ctx context.Context, cfg Config) (*rig, error) {
+	r := &rig{cfg: cfg}
+	if err := r.start(ctx); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// start does newRig's work, adding to r.closers how to undo each step.
+func (r *rig) start(ctx context.Context) error {
+	cfg := r.cfg
 	dir := cfg.Dir
 	if dir == "" {
+		var err error
 		if dir, err = os.MkdirTemp("", "latchkey-bench-"); err != nil {
-			return nil, fmt.Errorf("loadgen: %w", err)
+			return fmt.Errorf("loadgen: %w", err)
 		}
 		r.closers = append(r.closers, func() error { return os.RemoveAll(dir) })
 	}
 	up, err := r.serve(http.HandlerFunc(answer))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	proxy := bareProxy(up, cfg.Log)
 	r.closers = append(r.closers, func() error { proxy.Transport.(*http.Transport).CloseIdleConnections(); return nil })
 	bare, err := r.serve(proxy)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	on, off, err := r.gateways(ctx, dir, up)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, t := range [][2]string{{Upstream, up + reqPath}, {Bare, bare + reqPath},
 		{GatewayAudit, on + "/" + service + reqPath}, {GatewayNoAudit, off + "/" + service + reqPath}} {
 		tg, err := newTarget(t[0], t[1], cfg.Conns)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r.targets = append(r.targets, tg)
 		r.closers = append(r.closers, func() error { tg.tr.CloseIdleConnections(); return nil })
 	}
-	return r, nil
+	return nil
 }
 
 // close stops everything newRig started, latest first.
