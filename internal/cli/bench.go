@@ -30,7 +30,8 @@ other, the order rotated every round. Requests to the gateway spread over
 
 The table shows, per target, requests per second, p50 and p99 latency (the
 medians over the rounds), failed requests, throughput as a multiple of the
-bare proxy's, and p99 added to the bare proxy's. Below it: the process's
+bare proxy's, p99 added to the bare proxy's, and for the gateways the share
+of token lookups their cache answered (the rest read the store). Below it: the process's
 memory (resident and peak) once the audited gateway has cached every token.
 Progress goes to stderr, one line per round.
 
@@ -72,10 +73,14 @@ It fails (exit status 1) after printing the results if any request failed.`,
 
 // benchTable prints a report as a table and a few lines below it.
 func benchTable(w io.Writer, rep *loadgen.Report) error {
-	t := newTable(w, "TARGET", "REQ/S", "P50", "P99", "ERRORS", "X BARE", "ADDED P99")
+	t := newTable(w, "TARGET", "REQ/S", "P50", "P99", "ERRORS", "X BARE", "ADDED P99", "CACHE HITS")
 	for _, tg := range rep.Targets {
+		var hits string
+		if n := tg.CacheHits + tg.CacheMisses; n > 0 {
+			hits = fmt.Sprintf("%.1f%%", 100*float64(tg.CacheHits)/float64(n))
+		}
 		t.row(tg.Name, fmt.Sprintf("%.0f", tg.RPS), ms(tg.P50), ms(tg.P99), fmt.Sprint(tg.Errors),
-			fmt.Sprintf("%.2f", tg.XBare), ms(tg.AddedP99))
+			fmt.Sprintf("%.2f", tg.XBare), ms(tg.AddedP99), hits)
 	}
 	if err := t.flush(); err != nil {
 		return err

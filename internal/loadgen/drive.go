@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"latchkey/internal/access"
 )
 
 // target is one server under load and the client side that drives it.
@@ -19,6 +21,9 @@ type target struct {
 	name string
 	url  *url.URL // what every request asks for
 	tr   *http.Transport
+	// cache is the Authority of a gateway, whose token cache statistics
+	// the report shows; nil for the others.
+	cache *access.Authority
 
 	errs     atomic.Int64           // failed requests, warm-up included
 	firstErr atomic.Pointer[string] // the first failure
@@ -64,6 +69,15 @@ func (t *target) get(ctx context.Context, auth string) error {
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
+}
+
+// cacheStats returns the hits and misses of a gateway's token cache so
+// far, or zeros for another target.
+func (t *target) cacheStats() (hits, misses uint64) {
+	if t.cache == nil {
+		return 0, 0
+	}
+	return t.cache.CacheStats()
 }
 
 // fail counts a failed request and keeps the first failure's message.

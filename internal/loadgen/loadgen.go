@@ -123,7 +123,12 @@ type Target struct {
 	Requests   int64         `json:"requests"`     // in all rounds
 	Errors     int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
 	FirstError string        `json:"first_error,omitempty"`
-	Rounds     []Round       `json:"rounds"` // in round order
+	// CacheHits and CacheMisses count a gateway's token lookups during
+	// the rounds: answered from its cache, or read from the store. A
+	// request may look its token up more than once.
+	CacheHits   uint64  `json:"cache_hits,omitempty"`
+	CacheMisses uint64  `json:"cache_misses,omitempty"`
+	Rounds      []Round `json:"rounds"` // in round order
 }
 
 // Round is what one target did in one round.
@@ -169,6 +174,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	results := make([][]Round, len(r.targets))
+	hits, misses := make([]uint64, len(r.targets)), make([]uint64, len(r.targets))
+	for j, t := range r.targets {
+		hits[j], misses[j] = t.cacheStats()
+	}
 	for i := range cfg.Rounds {
 		line := fmt.Sprintf("round %d/%d:", i+1, cfg.Rounds)
 		for k := range r.targets {
@@ -185,7 +194,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Memory.PeakEnd = readStatus().hwm
 	for j, t := range r.targets {
-		rep.Targets = append(rep.Targets, summarize(t, results[j]))
+		s := summarize(t, results[j])
+		h, m := t.cacheStats()
+		s.CacheHits, s.CacheMisses = h-hits[j], m-misses[j]
+		rep.Targets = append(rep.Targets, s)
 	}
 	compare(rep.Targets)
 	return rep, nil

@@ -41,6 +41,10 @@ func TestRun(t *testing.T) {
 		if n != tg.Requests || tg.RPS <= 0 || tg.P50 <= 0 || tg.P99 < tg.P50 || tg.XBare <= 0 {
 			t.Errorf("%s: implausible summary %+v", tg.Name, tg)
 		}
+		gateway := strings.HasPrefix(tg.Name, "gateway")
+		if lookups := tg.CacheHits + tg.CacheMisses; gateway && lookups < uint64(n) || !gateway && lookups != 0 {
+			t.Errorf("%s: %d token lookups (%d hits), %d requests", tg.Name, lookups, tg.CacheHits, n)
+		}
 	}
 	if diff := cmp.Diff([]string{Upstream, Bare, GatewayAudit, GatewayNoAudit}, names); diff != "" {
 		t.Errorf("targets (-want +got):\n%s", diff)

@@ -84,16 +84,21 @@ func (r *rig) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	on, off, err := r.gateways(ctx, dir, up)
+	gws, err := r.gateways(ctx, dir, up)
 	if err != nil {
 		return err
 	}
-	for _, t := range [][2]string{{Upstream, up + reqPath}, {Bare, bare + reqPath},
-		{GatewayAudit, on + "/" + service + reqPath}, {GatewayNoAudit, off + "/" + service + reqPath}} {
-		tg, err := newTarget(t[0], t[1], cfg.Conns)
+	for _, t := range []struct {
+		name, url string
+		cache     *access.Authority
+	}{{Upstream, up + reqPath, nil}, {Bare, bare + reqPath, nil},
+		{GatewayAudit, gws[0].url + "/" + service + reqPath, gws[0].a},
+		{GatewayNoAudit, gws[1].url + "/" + service + reqPath, gws[1].a}} {
+		tg, err := newTarget(t.name, t.url, cfg.Conns)
 		if err != nil {
 			return err
 		}
+		tg.cache = t.cache
 		r.targets = append(r.targets, tg)
 		r.closers = append(r.closers, func() error { tg.tr.CloseIdleConnections(); return nil })
 	}
@@ -158,45 +163,51 @@ func (r *rig) serve(h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
+// served is a gateway being served: its Authority and base URL.
+type served struct {
+	a   *access.Authority
+	url string
+}
+
 // gateways opens a store in dir, registers the upstream as service echo,
-// creates the tokens, and serves two gateways on it: one whose Authority
-// audits to a real audit log, one whose Authority audits nothing. It
-// returns their base URLs.
-func (r *rig) gateways(ctx context.Context, dir, upstream string) (on, off string, err error) {
+// creates the tokens, and serves two gateways on it: first one whose
+// Authority audits to a real audit log, then one whose Authority audits
+// nothing.
+func (r *rig) gateways(ctx context.Context, dir, upstream string) ([]served, error) {
 	key, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	box, err := seal.New(key)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	r.closers = append(r.closers, st.Close)
 	log := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{})
 	r.closers = append(r.closers, log.Close)
 	audited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log, Audit: log})
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	unaudited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log})
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	if err := setup(ctx, audited, upstream); err != nil {
-		return "", "", err
+		return nil, err
 	}
 	start := time.Now()
 	if r.auths, err = createTokens(ctx, st, r.cfg.Tokens, start); err != nil {
-		return "", "", err
+		return nil, err
 	}
 	fmt.Fprintf(r.cfg.Progress, "created %d tokens in %v\n", len(r.auths), time.Since(start).Round(time.Millisecond))
 	rec := usage.New(usage.Config{Store: st, Log: r.cfg.Log})
 	r.closers = append(r.closers, func() error { return rec.Close(context.Background()) })
-	var urls []string
+	var gws []served
 	for _, a := range []*access.Authority{audited, unaudited} {
 		// As serve configures it, but for the per-token rate limit: the
 		// default (100/s) would refuse a run spread over few tokens. The
@@ -204,15 +215,15 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) (on, off strin
 		h, err := gateway.New(gateway.Config{Authority: a, Usage: rec, Log: r.cfg.Log,
 			Metrics: gateway.NewMetrics(new(metrics.Registry)), TokenRate: 1e9, TokenBurst: 1 << 30})
 		if err != nil {
-			return "", "", err
+			return nil, err
 		}
 		u, err := r.serve(h)
 		if err != nil {
-			return "", "", err
+			return nil, err
 		}
-		urls = append(urls, u)
+		gws = append(gws, served{a, u})
 	}
-	return urls[0], urls[1], nil
+	return gws, nil
 }
 
 // setup registers the upstream as the service with a credential header,
