@@ -18,7 +18,7 @@ func benchCmd() *cobra.Command {
 func benchGatewayCmd() *cobra.Command {
 	var cfg loadgen.Config
 	c := &cobra.Command{
-		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--output json]",
+		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--output json]",
 		Short: "Load the gateway against a bare reverse proxy and print the ratios",
 		Long: `Start on loopback, in this process, an upstream, a bare httputil.ReverseProxy
 in front of it and the gateway in front of it, once with the audit log and
@@ -44,6 +44,7 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.DurationVar(&cfg.Duration, "duration", 2*time.Second, "how long each target is driven per round")
 	f.IntVar(&cfg.Rounds, "rounds", 5, "rounds of interleaved load")
 	f.IntVar(&cfg.Tokens, "tokens", 1000, "distinct tokens the gateway requests spread over")
+	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
 			return usagef("--conns, --rounds, --tokens and --duration must be positive")
@@ -87,10 +88,17 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 	}
 	m := rep.Memory
 	_, err := fmt.Fprintf(w, "\nmemory with %d tokens cached: RSS %s, peak %s (peak at the end of the run %s, live heap %s)\n"+
-		"%d connections, %d rounds of %v per target, %d tokens, GOMAXPROCS %d\n",
+		"%d connections, %d rounds of %v per target, %d tokens, access log %s, GOMAXPROCS %d\n",
 		m.CachedTokens, mib(m.RSS), mib(m.HWM), mib(m.PeakEnd), mib(m.HeapLive),
-		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, rep.GOMAXPROCS)
+		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, onOff(rep.AccessLog), rep.GOMAXPROCS)
 	return err
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // firstError returns the first failure the report holds.

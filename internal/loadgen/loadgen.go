@@ -60,6 +60,11 @@ type Config struct {
 	// Log is the application log of the proxies and gateways. Default:
 	// discard (failed requests are counted in the report regardless).
 	Log *slog.Logger
+	// AccessLog has the gateways log one line per request, as serve does
+	// by default (--access-log), through a text handler like serve's that
+	// writes to io.Discard: the records are built and formatted, but not
+	// written to a terminal.
+	AccessLog bool
 }
 
 func (c *Config) defaults() error {
@@ -94,6 +99,7 @@ type Report struct {
 	Duration   time.Duration `json:"duration_ns"` // per target per round
 	Rounds     int           `json:"rounds"`
 	Tokens     int           `json:"tokens"`
+	AccessLog  bool          `json:"access_log"`
 	GOMAXPROCS int           `json:"gomaxprocs"`
 	// Targets are upstream, bare, gateway-audit-on and gateway-audit-off,
 	// in this order.
@@ -169,7 +175,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer r.close()
 	rep := &Report{Conns: cfg.Conns, Duration: cfg.Duration, Rounds: cfg.Rounds, Tokens: cfg.Tokens,
-		GOMAXPROCS: runtime.GOMAXPROCS(0)}
+		AccessLog: cfg.AccessLog, GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	if rep.Memory, err = r.warm(ctx); err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 // timing.
 func TestRun(t *testing.T) {
 	var progress bytes.Buffer
-	cfg := Config{Conns: 4, Duration: 200 * time.Millisecond, Rounds: 2, Tokens: 50, Dir: t.TempDir(), Progress: &progress}
+	cfg := Config{Conns: 4, Duration: 200 * time.Millisecond, Rounds: 2, Tokens: 50, Dir: t.TempDir(), Progress: &progress, AccessLog: true}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

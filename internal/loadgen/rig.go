@@ -212,8 +212,12 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) ([]served, err
 		// As serve configures it, but for the per-token rate limit: the
 		// default (100/s) would refuse a run spread over few tokens. The
 		// limiter still runs on every request.
-		h, err := gateway.New(gateway.Config{Authority: a, Usage: rec, Log: r.cfg.Log,
-			Metrics: gateway.NewMetrics(new(metrics.Registry)), TokenRate: 1e9, TokenBurst: 1 << 30})
+		gcfg := gateway.Config{Authority: a, Usage: rec, Log: r.cfg.Log,
+			Metrics: gateway.NewMetrics(new(metrics.Registry)), TokenRate: 1e9, TokenBurst: 1 << 30}
+		if r.cfg.AccessLog {
+			gcfg.AccessLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		h, err := gateway.New(gcfg)
 		if err != nil {
 			return nil, err
 		}
