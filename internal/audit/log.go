@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -74,7 +75,19 @@ type Config struct {
 	// single Append call larger than that still commits as one. Zero
 	// means 4096.
 	MaxBatch int
+	// Linger is how long the committer waits for more Appends before it
+	// commits a batch, when the previous batch held more than one (under
+	// concurrent load; a lone Append never waits). Each commit has a
+	// fixed cost (a transaction, its WAL frames), so a short wait that
+	// gathers more records per commit buys throughput for latency. Zero
+	// means DefaultLinger; negative, no wait.
+	Linger time.Duration
 }
+
+// DefaultLinger is Config.Linger's default: well under the gateway's
+// latency budget, long enough to gather the Appends of concurrent
+// requests into one commit.
+const DefaultLinger = 500 * time.Microsecond
 
 // Log is an append-only, tamper-evident log of records on a Storage. It is
 // safe for concurrent use; Append calls are group-committed by one
@@ -82,6 +95,7 @@ type Config struct {
 type Log struct {
 	st       Storage
 	maxBatch int
+	linger   time.Duration
 	reqs     chan *request
 	stop     chan struct{}
 	done     chan struct{}
@@ -105,9 +119,13 @@ func New(st Storage, cfg Config) *Log {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 4096
 	}
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
 	l := &Log{
 		st:       st,
 		maxBatch: cfg.MaxBatch,
+		linger:   cfg.Linger,
 		reqs:     make(chan *request, 1024),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -189,6 +207,8 @@ func (l *Log) Append(ctx context.Context, recs ...Record) (first int64, err erro
 func (l *Log) run(c *committer) {
 	defer close(l.done)
 	var next *request // taken from the queue but left for the next batch
+	var timer *time.Timer
+	last := 0 // requests in the previous batch
 	for {
 		if next == nil {
 			select {
@@ -201,6 +221,15 @@ func (l *Log) run(c *committer) {
 		batch := []*request{next}
 		n := len(next.leaves)
 		next = nil
+		var wait <-chan time.Time
+		if l.linger > 0 && last > 1 {
+			if timer == nil {
+				timer = time.NewTimer(l.linger)
+			} else {
+				timer.Reset(l.linger)
+			}
+			wait = timer.C
+		}
 	fill:
 		for n < l.maxBatch {
 			select {
@@ -211,10 +240,31 @@ func (l *Log) run(c *committer) {
 				}
 				batch = append(batch, r)
 				n += len(r.leaves)
+				continue
 			default:
+			}
+			if wait == nil {
+				break
+			}
+			select {
+			case r := <-l.reqs:
+				if n+len(r.leaves) > l.maxBatch {
+					next = r
+					break fill
+				}
+				batch = append(batch, r)
+				n += len(r.leaves)
+			case <-wait:
+				wait = nil
+				break fill
+			case <-l.stop:
 				break fill
 			}
 		}
+		if wait != nil {
+			timer.Stop()
+		}
+		last = len(batch)
 		first, err := c.commit(batch)
 		if err != nil {
 			l.lastErr.Store(&err)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -53,8 +54,7 @@ func execSQL(t testing.TB, db *sql.DB, q string, args ...any) {
 // empty.
 func insertLeaf(t testing.TB, db *sql.DB, i int64, leaf []byte) {
 	t.Helper()
-	execSQL(t, db, `INSERT INTO audit_records (idx, leaf, time, actor, action, contractor, token_id, service, decision)
-		VALUES (?, ?, 0, '', '', '', '', '', '')`, i, leaf)
+	execSQL(t, db, `INSERT INTO audit_records (idx, leaf) VALUES (?, ?)`, i, leaf)
 }
 
 // filled returns a Log on a new SQLite database holding Rec(0) ..
@@ -312,4 +312,24 @@ func TestMaxBatch(t *testing.T) {
 	}
 	wg.Wait()
 	audittest.CheckAll(t, l, 30)
+}
+
+// TestLinger: a lone Append never waits for company, however long the
+// linger (this would hang for an hour if it did), and concurrent Appends
+// with a linger all commit, in order and complete.
+func TestLinger(t *testing.T) {
+	st, _ := newStorage(t)
+	l := audit.New(st, audit.Config{Linger: time.Hour})
+	for i := range 5 {
+		if first, err := l.Append(t.Context(), audittest.Rec(i)); err != nil || first != int64(i) {
+			t.Fatalf("lone Append %d = %d, %v", i, first, err)
+		}
+	}
+	l.Close()
+
+	st, _ = newStorage(t)
+	l = audit.New(st, audit.Config{Linger: time.Millisecond, MaxBatch: 16})
+	defer l.Close()
+	audittest.AppendConcurrently(t, l, 32, 20)
+	audittest.CheckAll(t, l, 32*20)
 }

@@ -8,6 +8,7 @@
 //
 //	latchkey.db    the SQLite store (plus -wal and -shm files); only hashes
 //	               of tokens and sealed credentials, never a secret
+//	latchkey-search.db  the audit search index, derived from the records
 //	seal.key       32-byte AES-256-GCM key for service credentials, 0600
 //	admin.url      the admin API base URL while serve runs
 //	gateway.url    the gateway base URL while serve runs

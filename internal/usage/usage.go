@@ -119,12 +119,26 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	for id, e := range batch {
 		uses = append(uses, store.Use{TokenID: id, At: e.at.UTC().Truncate(time.Millisecond), Count: e.count, Scopes: e.scopes})
 	}
-	if err := r.cfg.Store.RecordUse(ctx, uses); err != nil {
-		r.requeue(batch)
-		return err
+	// The store has one writer, which audit appends wait for on the
+	// gateway's request path: write in small transactions, so that none
+	// holds it for more than a millisecond or two.
+	for len(uses) > 0 {
+		k := min(len(uses), flushChunk)
+		if err := r.cfg.Store.RecordUse(ctx, uses[:k]); err != nil {
+			rest := make(map[string]*entry, len(uses))
+			for _, u := range uses {
+				rest[u.TokenID] = batch[u.TokenID]
+			}
+			r.requeue(rest)
+			return err
+		}
+		uses = uses[k:]
 	}
 	return nil
 }
+
+// flushChunk is the most token uses one store transaction writes.
+const flushChunk = 64
 
 func (r *Recorder) requeue(batch map[string]*entry) {
 	r.mu.Lock()

@@ -510,3 +510,50 @@ func TestRecordCountedAddsNoUse(t *testing.T) {
 		t.Errorf("ScopeUses (-want +got):\n%s", diff)
 	}
 }
+
+// chunks counts the RecordUse transactions a store is given, failing the
+// one numbered failAt (1-based; 0 never).
+type chunks struct {
+	store.Store
+	sizes  []int
+	failAt int
+}
+
+func (c *chunks) RecordUse(ctx context.Context, uses []store.Use) error {
+	c.sizes = append(c.sizes, len(uses))
+	if len(c.sizes) == c.failAt {
+		return errors.New("disk gone")
+	}
+	return c.Store.RecordUse(ctx, uses)
+}
+
+// TestFlushInChunks: a flush writes at most flushChunk uses per store
+// transaction, so that it never holds the store's only writer for long;
+// when a chunk fails, it and every later one are put back, and the
+// chunks already written are not.
+func TestFlushInChunks(t *testing.T) {
+	s, _ := openStore(t)
+	c := &chunks{Store: s, failAt: 3}
+	r := New(Config{Store: c, Interval: time.Hour, Log: slog.New(slog.DiscardHandler)})
+	defer r.Close(context.Background())
+	const n = 3*flushChunk + 10
+	for i := range n {
+		r.Record(fmt.Sprintf("unknown%05d", i), "", at(i))
+	}
+	if err := r.Flush(t.Context()); err == nil {
+		t.Fatal("Flush with a failing chunk: nil error")
+	}
+	if want := []int{flushChunk, flushChunk, flushChunk}; !slices.Equal(c.sizes, want) {
+		t.Fatalf("transactions of %v uses, want %v", c.sizes, want)
+	}
+	if got := len(pendingOf(r)); got != n-2*flushChunk {
+		t.Fatalf("%d uses put back, want the failed chunk and the rest, %d", got, n-2*flushChunk)
+	}
+	c.sizes, c.failAt = nil, 0
+	if err := r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{flushChunk, 10}; !slices.Equal(c.sizes, want) {
+		t.Fatalf("retry: transactions of %v uses, want %v", c.sizes, want)
+	}
+}

@@ -70,14 +70,12 @@ func TestAuditTamper(t *testing.T) {
 		{name: "delete", sql: []string{`DELETE FROM audit_records WHERE idx = 37`}, want: 37},
 		{name: "delete last", sql: []string{`DELETE FROM audit_records WHERE idx = 99`}, want: 99},
 		{name: "insert at end", sql: []string{
-			`INSERT INTO audit_records (idx, leaf, time, actor, action, contractor, token_id, service, decision)
-				SELECT 100, ?, time, actor, action, contractor, token_id, service, decision FROM audit_records WHERE idx = 0`},
+			`INSERT INTO audit_records (idx, leaf) VALUES (100, ?)`},
 			args: [][]any{{other}}, want: 100},
 		{name: "insert", sql: []string{
 			`UPDATE audit_records SET idx = idx + 1000 WHERE idx >= 37`,
 			`UPDATE audit_records SET idx = idx - 999 WHERE idx >= 1000`,
-			`INSERT INTO audit_records (idx, leaf, time, actor, action, contractor, token_id, service, decision)
-				SELECT 37, ?, time, actor, action, contractor, token_id, service, decision FROM audit_records WHERE idx = 0`},
+			`INSERT INTO audit_records (idx, leaf) VALUES (37, ?)`},
 			args: [][]any{nil, nil, {other}}, want: 37},
 		{name: "swap", sql: []string{ // through a spare index
 			`UPDATE audit_records SET idx = 1000 WHERE idx = 20`,
@@ -298,5 +296,32 @@ func BenchmarkVerify(b *testing.B) {
 			b.ReportMetric(perOp*1e9/float64(n), "ns/record")
 			b.ReportMetric(perOp, "s/verify")
 		})
+	}
+}
+
+// TestAppendAfterOtherWriter: a storage that skips the size check after
+// its own appends still refuses, with ErrConflict, an append at a size
+// another writer has already moved past, and changes nothing.
+func TestAppendAfterOtherWriter(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	mine, theirs := s.Audit(sqlite.SyncNormal), s.Audit(sqlite.SyncNormal)
+	h := audittest.NewHasher()
+	leaves := audittest.Leaves(0, 3)
+	if err := mine.Append(ctx, 0, leaves, h.Add(leaves)); err != nil {
+		t.Fatal(err)
+	}
+	other := audittest.NewHasher()
+	other.Add(leaves)
+	more := audittest.Leaves(3, 2)
+	if err := theirs.Append(ctx, 3, more, other.Add(more)); err != nil {
+		t.Fatal(err)
+	}
+	late := audittest.Leaves(100, 2)
+	if err := mine.Append(ctx, 3, late, h.Add(late)); !errors.Is(err, audit.ErrConflict) {
+		t.Fatalf("append at a size another writer moved past: %v, want ErrConflict", err)
+	}
+	if n, err := mine.Size(ctx); err != nil || n != 5 {
+		t.Fatalf("size %d (err %v), want 5", n, err)
 	}
 }

@@ -1,0 +1,96 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"latchkey/internal/audit"
+	"latchkey/internal/audit/audittest"
+	"latchkey/internal/store/sqlite"
+)
+
+// TestSearchSeesNewRecords: a record is found by Search as soon as its
+// Append has returned, whatever the background indexer has done.
+func TestSearchSeesNewRecords(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	st := s.Audit(sqlite.SyncNormal)
+	l := audit.New(st, audit.Config{})
+	defer l.Close()
+	for i := range 50 {
+		r := audittest.Rec(i)
+		first, err := l.Append(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.Search(t.Context(), audit.Filter{Limit: 1})
+		if err != nil || len(got) != 1 || got[0].Index != first {
+			t.Fatalf("after Append %d: Search = %v, %v; want record %d", i, got, err, first)
+		}
+	}
+}
+
+// TestSearchIndexTamper: the search index is checked against the leaves:
+// a row edited or removed there (to hide a record from search) is
+// reported by CheckSearchColumns, and a deleted index file is rebuilt.
+func TestSearchIndexTamper(t *testing.T) {
+	for _, tt := range []struct {
+		name, sql, reason string
+	}{
+		{"edited", `UPDATE audit_index SET contractor = 'nobody' WHERE idx = 17`, "search columns differ"},
+		{"removed", `DELETE FROM audit_index WHERE idx = 17`, "missing from the search index"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "latchkey.db")
+			s := openStore(t, path)
+			st := s.Audit(sqlite.SyncNormal)
+			l := audit.New(st, audit.Config{})
+			defer l.Close()
+			audittest.AppendConcurrently(t, l, 4, 10)
+			if err := st.CheckSearchColumns(t.Context(), 40); err != nil {
+				t.Fatalf("untouched: %v", err)
+			}
+			db := rawDB(t, filepath.Join(dir, "latchkey-search.db"))
+			if _, err := db.ExecContext(t.Context(), tt.sql); err != nil {
+				t.Fatal(err)
+			}
+			var ve *audit.VerifyError
+			err := st.CheckSearchColumns(t.Context(), 40)
+			if !errors.As(err, &ve) || ve.Index != 17 {
+				t.Fatalf("CheckSearchColumns = %v, want a VerifyError at 17", err)
+			}
+			if !strings.Contains(ve.Reason, tt.reason) {
+				t.Errorf("reason %q, want %q", ve.Reason, tt.reason)
+			}
+		})
+	}
+
+	t.Run("file deleted", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "latchkey.db")
+		s, err := sqlite.Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := audit.New(s.Audit(sqlite.SyncNormal), audit.Config{})
+		audittest.AppendConcurrently(t, l, 4, 10)
+		l.Close()
+		s.Close()
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(filepath.Join(dir, "latchkey-search.db") + suffix)
+		}
+		s = openStore(t, path)
+		st := s.Audit(sqlite.SyncNormal)
+		if err := st.CheckSearchColumns(t.Context(), 40); err != nil {
+			t.Fatalf("rebuilt index: %v", err)
+		}
+		got, err := st.Search(t.Context(), audit.Filter{Limit: 100})
+		if err != nil || len(got) != 40 {
+			t.Fatalf("Search after rebuild: %d records, %v; want 40", len(got), err)
+		}
+	})
+}
