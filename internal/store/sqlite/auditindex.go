@@ -41,7 +41,7 @@ CREATE INDEX IF NOT EXISTS audit_by_action     ON audit_index (action);
 // indexEvery is how often the indexer catches up with the log, and
 // indexChunk the most records one of its transactions indexes.
 const (
-	indexEvery = 250 * time.Millisecond
+	indexEvery = time.Second
 	indexChunk = 4096
 )
 
@@ -59,6 +59,8 @@ func openSearch(ctx context.Context, path string) (w, r *sql.DB, err error) {
 		"_txlock":       {"immediate"},
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"NORMAL"},
+		// Statement journals of the multi-row INSERTs stay in memory.
+		"_pragma": {"temp_store(MEMORY)"},
 	})
 	if err != nil {
 		return nil, nil, err
