@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 
 	"latchkey/internal/access"
 	"latchkey/internal/scope"
@@ -53,6 +54,17 @@ func (h *Handler) service(ctx context.Context, name string) (*upstream, error) {
 	return up, nil
 }
 
+// buffers are the 32 KiB buffers ReverseProxy copies response bodies
+// through. Without a pool it allocates one per request, which was most of
+// the gateway's allocated bytes under load.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// bufferPool is an httputil.BufferPool over buffers.
+type bufferPool struct{}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
 // known reports whether service name has been loaded, i.e. exists.
 func (h *Handler) known(name string) bool {
 	h.mu.RLock()
@@ -86,6 +98,7 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 		ModifyResponse: h.scrub(up),
 		Transport:      h.cfg.Transport,
 		ErrorHandler:   h.upstreamError,
+		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(h.cfg.Log.Handler(), slog.LevelWarn),
 	}
 	return up, nil
