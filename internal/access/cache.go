@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,14 +19,43 @@ import (
 // through this Authority invalidate the entry at once.
 const cacheMaxAge = 5 * time.Second
 
-// cached is what authentication needs about one token, loaded together.
+// maxTerms bounds the interned terms a cache keeps (see terms).
+const maxTerms = 4096
+
+// cached is what authentication, Hold and the gateway need about one
+// token, loaded together; nothing else of the record is kept. An entry is
+// never modified once cached.
 type cached struct {
-	tok      store.Token
-	scopes   scope.Set
-	cidrs    []netip.Prefix // parsed tok.CIDRs
-	until    time.Time      // contractor's engagement end (contractor tokens)
-	disabled bool           // contractor disabled (contractor tokens)
+	id       string
+	hash     [32]byte
+	terms    *terms    // shared with the other tokens of the same terms
+	expires  time.Time // the token's ExpiresAt
+	until    time.Time // contractor's engagement end (contractor tokens)
 	loaded   time.Time
+	maxUses  int64
+	admin    bool
+	revoked  bool // the token's RevokedAt is set
+	disabled bool // contractor disabled (contractor tokens)
+}
+
+// terms is the part of a cached token that many tokens have in common:
+// owner, scopes and sources, as stored and parsed. Tokens with equal terms
+// share one, so that a cache of many tokens issued alike parses and holds
+// their scopes once. A terms is immutable: its slices and Set are shared
+// by every token that has it and with callers of Authenticate.
+type terms struct {
+	contractor string
+	note       string // admin tokens only: the admin API names its caller by it
+	scopeText  []string
+	scopes     scope.Set
+	cidrText   []string
+	cidrs      []netip.Prefix // parsed cidrText
+}
+
+// token returns the record fields of e that Authenticate reports.
+func (e *cached) token() store.Token {
+	return store.Token{ID: e.id, Admin: e.admin, Contractor: e.terms.contractor, Scopes: e.terms.scopeText,
+		Hash: e.hash, ExpiresAt: e.expires, CIDRs: e.terms.cidrText, MaxUses: e.maxUses, Note: e.terms.note}
 }
 
 // cache keeps token records by id for the authentication hot path. Only
@@ -37,15 +68,20 @@ type cache struct {
 	gen uint64
 
 	hits, misses atomic.Uint64 // lookups of get
+
+	termsMu sync.Mutex
+	terms   map[string]*terms // by termsKey; at most maxTerms
 }
 
-func newCache() *cache { return &cache{m: make(map[string]*cached)} }
+func newCache() *cache {
+	return &cache{m: make(map[string]*cached), terms: make(map[string]*terms)}
+}
 
+// get returns the entry of id if it is fresh, or nil, counting a hit or a
+// miss in the cache statistics.
 func (c *cache) get(id string, now time.Time) *cached {
-	c.mu.RLock()
-	e := c.m[id]
-	c.mu.RUnlock()
-	if e == nil || now.Sub(e.loaded) > cacheMaxAge {
+	e := c.lookup(id, now)
+	if e == nil {
 		c.misses.Add(1)
 		return nil
 	}
@@ -53,11 +89,22 @@ func (c *cache) get(id string, now time.Time) *cached {
 	return e
 }
 
+// lookup is get without counting.
+func (c *cache) lookup(id string, now time.Time) *cached {
+	c.mu.RLock()
+	e := c.m[id]
+	c.mu.RUnlock()
+	if e == nil || now.Sub(e.loaded) > cacheMaxAge {
+		return nil
+	}
+	return e
+}
+
 // put caches e unless an invalidation happened since generation gen.
 func (c *cache) put(e *cached, gen uint64) {
 	c.mu.Lock()
 	if c.gen == gen {
-		c.m[e.tok.ID] = e
+		c.m[e.id] = e
 	}
 	c.mu.Unlock()
 }
@@ -85,7 +132,7 @@ func (c *cache) dropContractor(name string) []string {
 	c.gen++
 	var ids []string
 	for id, e := range c.m {
-		if !e.tok.Admin && e.tok.Contractor == name {
+		if !e.admin && e.terms.contractor == name {
 			delete(c.m, id)
 			ids = append(ids, id)
 		}
@@ -100,18 +147,12 @@ func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	set, err := scope.ParseSet(t.Scopes)
+	tm, err := c.intern(t)
 	if err != nil {
 		return nil, err
 	}
-	e := &cached{tok: t, scopes: set, loaded: now}
-	for _, s := range t.CIDRs {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("stored token %s has an invalid CIDR: %w", id, err)
-		}
-		e.cidrs = append(e.cidrs, p)
-	}
+	e := &cached{id: t.ID, hash: t.Hash, terms: tm, expires: t.ExpiresAt, loaded: now,
+		maxUses: t.MaxUses, admin: t.Admin, revoked: !t.RevokedAt.IsZero()}
 	if !t.Admin {
 		ct, err := st.Contractor(ctx, t.Contractor)
 		if err != nil {
@@ -121,4 +162,60 @@ func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Ti
 	}
 	c.put(e, gen)
 	return e, nil
+}
+
+// intern returns the terms of t, parsed, shared with earlier tokens of
+// equal terms. When maxTerms are held it starts over: tokens cached
+// before keep theirs.
+func (c *cache) intern(t store.Token) (*terms, error) {
+	want := terms{contractor: t.Contractor, scopeText: t.Scopes, cidrText: t.CIDRs}
+	if t.Admin {
+		want.note = t.Note
+	}
+	key := termsKey(&want)
+	c.termsMu.Lock()
+	tm := c.terms[key]
+	c.termsMu.Unlock()
+	if tm != nil && tm.equal(&want) {
+		return tm, nil
+	}
+	tm, err := parseTerms(t.ID, want)
+	if err != nil {
+		return nil, err
+	}
+	c.termsMu.Lock()
+	if len(c.terms) >= maxTerms {
+		clear(c.terms)
+	}
+	c.terms[key] = tm
+	c.termsMu.Unlock()
+	return tm, nil
+}
+
+// termsKey joins the text of tm's fields. Equal keys need not mean equal
+// terms (a stored field could hold a separator): intern compares them.
+func termsKey(tm *terms) string {
+	return tm.contractor + "\x00" + tm.note + "\x00" + strings.Join(tm.scopeText, "\n") + "\x00" + strings.Join(tm.cidrText, "\n")
+}
+
+func (tm *terms) equal(o *terms) bool {
+	return tm.contractor == o.contractor && tm.note == o.note &&
+		slices.Equal(tm.scopeText, o.scopeText) && slices.Equal(tm.cidrText, o.cidrText)
+}
+
+// parseTerms parses the scopes and sources of stored token id.
+func parseTerms(id string, tm terms) (*terms, error) {
+	set, err := scope.ParseSet(tm.scopeText)
+	if err != nil {
+		return nil, err
+	}
+	tm.scopes = set
+	for _, s := range tm.cidrText {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("stored token %s has an invalid CIDR: %w", id, err)
+		}
+		tm.cidrs = append(tm.cidrs, p)
+	}
+	return &tm, nil
 }

@@ -38,7 +38,7 @@ type holds struct {
 func (a *Authority) Hold(ctx context.Context, id string) (context.Context, func(), error) {
 	now := a.cfg.Now()
 	gen := a.cache.generation()
-	e := a.cache.get(id, now)
+	e := a.cache.lookup(id, now) // not counted: Authenticate has counted this request
 	if e == nil {
 		var err error
 		if e, err = a.cache.load(ctx, a.cfg.Store, id, now); err != nil {
@@ -79,11 +79,11 @@ func (hs *holds) retime(id string, left time.Duration) {
 // end returns when the cached token stops being usable, and whether it is
 // usable at now.
 func (e *cached) end(now time.Time) (time.Time, bool) {
-	end := e.tok.ExpiresAt
-	if !e.tok.Admin && e.until.Before(end) {
+	end := e.expires
+	if !e.admin && e.until.Before(end) {
 		end = e.until
 	}
-	ok := e.tok.RevokedAt.IsZero() && !e.disabled && now.Before(end)
+	ok := !e.revoked && !e.disabled && now.Before(end)
 	return end, ok
 }
 

@@ -419,6 +419,14 @@ func (a *Authority) successor(ctx context.Context, by Actor, old store.Token, gr
 // at once. Every failure is an *Error whose reason is one of the gateway's
 // contract words; the message never contains the token text.
 //
+// The cache keeps only what authentication and its callers use, so the
+// record holds only ID, Admin, Contractor, Scopes, Hash, ExpiresAt, CIDRs,
+// MaxUses and, for an admin token, Note; its other fields (a contractor
+// token's Note, Uses, CreatedAt, CreatedBy, LastUsedAt, RevokedAt,
+// RevokedBy, Parent) are zero: read those with Token. The Scopes and
+// CIDRs slices and the Set are shared with the cache and with other
+// tokens: the caller must not modify them.
+//
 // src is the request's source address: a token with CIDRs is refused
 // (source_denied) from anywhere else, including an unknown (zero) source.
 func (a *Authority) Authenticate(ctx context.Context, text string, src netip.Addr) (store.Token, scope.Set, error) {
@@ -437,20 +445,20 @@ func (a *Authority) Authenticate(ctx context.Context, text string, src netip.Add
 	}
 	// The prefix is covered by the checksum, not the hash: a token
 	// re-prefixed as the other kind is not the token that was issued.
-	if !token.Verify(p, e.tok.Hash) || (p.Kind == token.Admin) != e.tok.Admin {
+	if !token.Verify(p, e.hash) || (p.Kind == token.Admin) != e.admin {
 		return store.Token{}, nil, refuse(ReasonUnknown, "unknown token")
 	}
 	switch {
-	case !e.tok.RevokedAt.IsZero():
+	case e.revoked:
 		return store.Token{}, nil, refuse(ReasonRevoked, "token %s is revoked", p.ID)
-	case !now.Before(e.tok.ExpiresAt):
+	case !now.Before(e.expires):
 		return store.Token{}, nil, refuse(ReasonExpired, "token %s has expired", p.ID)
 	case e.disabled:
-		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q is disabled", e.tok.Contractor)
-	case !e.tok.Admin && !now.Before(e.until):
-		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q's engagement has ended", e.tok.Contractor)
-	case len(e.cidrs) > 0 && !slices.ContainsFunc(e.cidrs, func(p netip.Prefix) bool { return p.Contains(src.Unmap()) }):
+		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q is disabled", e.terms.contractor)
+	case !e.admin && !now.Before(e.until):
+		return store.Token{}, nil, refuse(ReasonContractorDisabled, "contractor %q's engagement has ended", e.terms.contractor)
+	case len(e.terms.cidrs) > 0 && !slices.ContainsFunc(e.terms.cidrs, func(p netip.Prefix) bool { return p.Contains(src.Unmap()) }):
 		return store.Token{}, nil, refuse(ReasonSourceDenied, "token %s is not allowed from this address", p.ID)
 	}
-	return e.tok, e.scopes, nil
+	return e.token(), e.terms.scopes, nil
 }

@@ -129,9 +129,8 @@ type Target struct {
 	Requests   int64         `json:"requests"`     // in all rounds
 	Errors     int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
 	FirstError string        `json:"first_error,omitempty"`
-	// CacheHits and CacheMisses count a gateway's token lookups during
-	// the rounds: answered from its cache, or read from the store. A
-	// request may look its token up more than once.
+	// CacheHits and CacheMisses count a gateway's token authentications
+	// during the rounds: answered from its cache, or read from the store.
 	CacheHits   uint64  `json:"cache_hits,omitempty"`
 	CacheMisses uint64  `json:"cache_misses,omitempty"`
 	Rounds      []Round `json:"rounds"` // in round order
@@ -149,16 +148,18 @@ type Round struct {
 
 // Memory is the process's memory, read from /proc/self/status (all zero
 // where there is none), after the warm-up had the audited gateway
-// authenticate, and so cache, every token once. The process holds more
-// than a gateway would: the load clients with every token text, the
-// upstream, the bare proxy and the unaudited gateway, so this is an upper
-// bound of a gateway's own.
+// authenticate, and so cache, every token once, and after a collection
+// returned the free memory to the OS: a gateway's steady state with that
+// many tokens, not the garbage of creating them in this process. The
+// process holds more than a gateway would: the load clients with every
+// token text, the upstream, the bare proxy and the unaudited gateway, so
+// this is an upper bound of a gateway's own.
 type Memory struct {
 	CachedTokens int   `json:"cached_tokens"`
-	RSS          int64 `json:"rss_bytes"` // VmRSS
-	HWM          int64 `json:"hwm_bytes"` // VmHWM, the peak RSS so far
-	HeapLive     int64 `json:"heap_live_bytes"`
-	PeakEnd      int64 `json:"peak_end_bytes"` // VmHWM at the end of the run
+	RSS          int64 `json:"rss_bytes"`       // VmRSS after the collection
+	HWM          int64 `json:"hwm_bytes"`       // VmHWM, the peak RSS so far, setup included
+	HeapLive     int64 `json:"heap_live_bytes"` // the Go heap live after the collection
+	PeakEnd      int64 `json:"peak_end_bytes"`  // VmHWM at the end of the run
 }
 
 // Run sets up the targets, warms them up, drives them for cfg.Rounds

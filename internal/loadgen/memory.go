@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 )
 
@@ -42,12 +43,16 @@ func readStatus() status {
 	return s
 }
 
-// memory reads the process's memory now, with tokens cached. The live
-// heap is measured after a collection, which runs after RSS and HWM are
-// read so that it does not lower them.
+// memory reads the process's memory now, with tokens cached, as a
+// gateway's steady state: it first collects the garbage and returns the
+// free memory to the OS (debug.FreeOSMemory), so that the garbage of
+// creating and warming up the tokens in this process does not count. The
+// live heap is the heap after that collection. HWM is the peak before it,
+// setup included.
 func memory(tokens int) Memory {
+	runtime.GC()         // the second collection frees what finalizers of the first let go
+	debug.FreeOSMemory() // collects again, then returns what is free
 	s := readStatus()
-	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return Memory{CachedTokens: tokens, RSS: s.rss, HWM: s.hwm, HeapLive: int64(ms.HeapAlloc)}

@@ -288,7 +288,7 @@ func createTokens(ctx context.Context, st store.Store, n int, now time.Time) ([]
 
 // warm drives every target until its connections are open, has the
 // audited gateway authenticate every token once, and reads the memory
-// right after. (The unaudited gateway meets the tokens in the rounds:
+// right after (see memory). (The unaudited gateway meets the tokens in the rounds:
 // warming it up as well would double the time a big run takes to start.)
 func (r *rig) warm(ctx context.Context) (Memory, error) {
 	start := time.Now()
@@ -301,7 +301,7 @@ func (r *rig) warm(ctx context.Context) (Memory, error) {
 	if err := ctx.Err(); err != nil {
 		return Memory{}, err
 	}
-	fmt.Fprintf(r.cfg.Progress, "warmed up in %v; RSS %.1f MiB with %d tokens cached\n",
-		time.Since(start).Round(time.Millisecond), float64(m.RSS)/(1<<20), m.CachedTokens)
+	fmt.Fprintf(r.cfg.Progress, "warmed up in %v; with %d tokens cached, after a collection: RSS %.1f MiB, live heap %.1f MiB\n",
+		time.Since(start).Round(time.Millisecond), m.CachedTokens, float64(m.RSS)/(1<<20), float64(m.HeapLive)/(1<<20))
 	return m, nil
 }
