@@ -16,8 +16,13 @@ import (
 
 // cacheMaxAge bounds how long a cached token record is trusted without
 // re-reading the store, for changes made by another process. Changes made
-// through this Authority invalidate the entry at once.
-const cacheMaxAge = 5 * time.Second
+// through this Authority invalidate the entry at once, and with the
+// embedded store every change goes through the one serving process (the
+// CLI talks to its admin API), so this only bounds the unexpected. At
+// 5 s, a gateway with 100,000 tokens in use re-read nearly every token
+// from the store on every request. Replicas sharing a store (issue 8) are
+// to push invalidations through Config.Invalidate instead.
+const cacheMaxAge = 60 * time.Second
 
 // maxTerms bounds the interned terms a cache keeps (see terms).
 const maxTerms = 4096
