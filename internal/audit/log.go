@@ -230,16 +230,24 @@ func (l *Log) run(c *committer) {
 			}
 			wait = timer.C
 		}
+		// add takes r into the batch, or leaves it for the next one if
+		// it does not fit; it reports whether the batch has room left.
+		add := func(r *request) bool {
+			if n+len(r.leaves) > l.maxBatch {
+				next = r
+				return false
+			}
+			batch = append(batch, r)
+			n += len(r.leaves)
+			return n < l.maxBatch
+		}
 	fill:
 		for n < l.maxBatch {
 			select {
 			case r := <-l.reqs:
-				if n+len(r.leaves) > l.maxBatch {
-					next = r
+				if !add(r) {
 					break fill
 				}
-				batch = append(batch, r)
-				n += len(r.leaves)
 				continue
 			default:
 			}
@@ -248,12 +256,9 @@ func (l *Log) run(c *committer) {
 			}
 			select {
 			case r := <-l.reqs:
-				if n+len(r.leaves) > l.maxBatch {
-					next = r
+				if !add(r) {
 					break fill
 				}
-				batch = append(batch, r)
-				n += len(r.leaves)
 			case <-wait:
 				wait = nil
 				break fill

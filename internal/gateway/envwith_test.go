@@ -29,8 +29,8 @@ const liveness = 10 * time.Second
 // grants. The upstream still counts hits and records each request's target
 // and headers before up runs. It also returns the gateway handler, for
 // tests that serve it on servers of their own (TLS, h2c, shutdown); e.gw
-// serves it over plain HTTP/1.1.
-func newEnvWith(t *testing.T, up http.Handler) (*env, http.Handler) {
+// serves it over plain HTTP/1.1. opts adjust the gateway's Config.
+func newEnvWith(t *testing.T, up http.Handler, opts ...func(*gateway.Config)) (*env, http.Handler) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -58,7 +58,11 @@ func newEnvWith(t *testing.T, up http.Handler) (*env, http.Handler) {
 		up.ServeHTTP(w, r)
 	}))
 	e.upURL = upSrv.URL
-	h, err := gateway.New(gateway.Config{Authority: e.a, Usage: e.use, Now: e.clock.Now})
+	cfg := gateway.Config{Authority: e.a, Usage: e.use, Now: e.clock.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

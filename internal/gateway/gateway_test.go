@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,6 @@ import (
 	"latchkey/internal/audit"
 	"latchkey/internal/gateway"
 	"latchkey/internal/scope"
-	"latchkey/internal/seal"
 	"latchkey/internal/store"
 	"latchkey/internal/store/sqlite"
 	"latchkey/internal/token"
@@ -65,59 +63,9 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...func(*gateway.Config)) *env {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := seal.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{st: st, clock: &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}}
-	e.log = audit.New(st.Audit(sqlite.SyncNormal), audit.Config{})
-	if e.a, err = access.New(access.Config{Store: st, Box: box, Now: e.clock.Now, Audit: e.log}); err != nil {
-		t.Fatal(err)
-	}
-	e.use = usage.New(usage.Config{Store: st, Interval: time.Hour})
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.hits.Add(1)
-		e.last.Store(&seen{uri: r.RequestURI, header: r.Header.Clone()})
+	e, _ := newEnvWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "upstream says hi")
-	}))
-	e.upURL = up.URL
-	cfg := gateway.Config{Authority: e.a, Usage: e.use, Now: e.clock.Now}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	h, err := gateway.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.gw = httptest.NewServer(h)
-	t.Cleanup(func() {
-		e.gw.Close()
-		up.Close()
-		e.use.Close(ctx)
-		e.log.Close()
-		st.Close()
-	})
-	creds := []access.Header{{Name: "Authorization", Value: "Bearer up-secret"}, {Name: "x-api-key", Value: "k1"}}
-	if _, err := e.a.AddService(ctx, root, "billing", up.URL+"/base", creds); err != nil {
-		t.Fatal(err)
-	}
-	now := e.clock.Now()
-	if _, err := e.a.AddContractor(ctx, root, access.NewContractor{Name: "alice", Email: "alice@example.com", Sponsor: "bob", Until: now.Add(60 * 24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.a.AddGrant(ctx, root, "alice", []string{"billing:*:/v1/**", "*:GET:/**"}, now.Add(20*24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	}), opts...)
 	return e
 }
 

@@ -29,27 +29,10 @@ func TestServeGateway(t *testing.T) {
 	cfg := testConfig(dir, &syncBuffer{})
 	cfg.GatewayAddr = "127.0.0.1:0"
 	r := start(t, cfg)
-	cl := &adminapi.Client{Addr: r.url, Token: adminToken(t, r.stdout.String())}
 	ctx := t.Context()
-	if _, err := cl.AddService(ctx, adminapi.NewService{Name: "billing", Upstream: up.URL,
-		CredentialHeaders: []access.Header{{Name: "Authorization", Value: "Bearer upstream-secret"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddContractor(ctx, adminapi.NewContractor{Name: "alice", Email: "a@example.com", Sponsor: "bob", Until: "10d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddGrant(ctx, adminapi.NewGrant{Contractor: "alice", Scopes: []string{"billing:read:/v1/**"}}); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := cl.IssueToken(ctx, adminapi.NewToken{Contractor: "alice", Scopes: []string{"billing:GET:/v1/invoices/*"}, TTL: "1h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, gatewayFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := strings.TrimSpace(string(b))
+	gw, iss := onboard(t, r, adminapi.NewService{Name: "billing", Upstream: up.URL,
+		CredentialHeaders: []access.Header{{Name: "Authorization", Value: "Bearer upstream-secret"}}}, "billing:read:/v1/**", "billing:GET:/v1/invoices/*")
+	cl := &adminapi.Client{Addr: r.url, Token: adminToken(t, r.stdout.String())}
 	get := func(path string) (int, string) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", gw+path, nil)
 		req.Header.Set("Authorization", "Bearer "+iss.Token)
@@ -95,26 +78,8 @@ func TestServeObservability(t *testing.T) {
 	cfg := testConfig(dir, logs)
 	cfg.AccessLog = true
 	r := start(t, cfg)
-	cl := &adminapi.Client{Addr: r.url, Token: adminToken(t, r.stdout.String())}
 	ctx := t.Context()
-	if _, err := cl.AddService(ctx, adminapi.NewService{Name: "billing", Upstream: up.URL}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddContractor(ctx, adminapi.NewContractor{Name: "alice", Email: "a@example.com", Sponsor: "bob", Until: "10d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddGrant(ctx, adminapi.NewGrant{Contractor: "alice", Scopes: []string{"billing:read:/**"}}); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := cl.IssueToken(ctx, adminapi.NewToken{Contractor: "alice", Scopes: []string{"billing:GET:/a"}, TTL: "1h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, gatewayFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := strings.TrimSpace(string(b))
+	gw, iss := onboard(t, r, adminapi.NewService{Name: "billing", Upstream: up.URL}, "billing:read:/**", "billing:GET:/a")
 	call := func(base, path, token string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(ctx, "GET", base+path, nil)
@@ -202,26 +167,9 @@ func TestShutdownCutsStreams(t *testing.T) {
 	cfg := testConfig(dir, &syncBuffer{})
 	cfg.StreamDrain = 200 * time.Millisecond
 	r := start(t, cfg)
-	cl := &adminapi.Client{Addr: r.url, Token: adminToken(t, r.stdout.String())}
 	ctx := t.Context()
-	if _, err := cl.AddService(ctx, adminapi.NewService{Name: "events", Upstream: up.URL}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddContractor(ctx, adminapi.NewContractor{Name: "alice", Email: "a@example.com", Sponsor: "bob", Until: "10d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddGrant(ctx, adminapi.NewGrant{Contractor: "alice", Scopes: []string{"events:read:/**"}}); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := cl.IssueToken(ctx, adminapi.NewToken{Contractor: "alice", Scopes: []string{"events:GET:/**"}, TTL: "1h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, gatewayFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", strings.TrimSpace(string(b))+"/events/stream", nil)
+	gw, iss := onboard(t, r, adminapi.NewService{Name: "events", Upstream: up.URL}, "events:read:/**", "events:GET:/**")
+	req, _ := http.NewRequestWithContext(ctx, "GET", gw+"/events/stream", nil)
 	req.Header.Set("Authorization", "Bearer "+iss.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -245,4 +193,32 @@ func TestShutdownCutsStreams(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not return after cutting the stream")
 	}
+}
+
+// onboard registers svc through the admin API of r, onboards contractor
+// alice with a grant of grant, and issues her a token of scope. It
+// returns the gateway's base URL, read from the data directory, and the
+// token.
+func onboard(t *testing.T, r *running, svc adminapi.NewService, grant, scope string) (string, adminapi.IssuedToken) {
+	t.Helper()
+	cl := &adminapi.Client{Addr: r.url, Token: adminToken(t, r.stdout.String())}
+	ctx := t.Context()
+	if _, err := cl.AddService(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.AddContractor(ctx, adminapi.NewContractor{Name: "alice", Email: "a@example.com", Sponsor: "bob", Until: "10d"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.AddGrant(ctx, adminapi.NewGrant{Contractor: "alice", Scopes: []string{grant}}); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := cl.IssueToken(ctx, adminapi.NewToken{Contractor: "alice", Scopes: []string{scope}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(r.dir, gatewayFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b)), iss
 }

@@ -81,6 +81,7 @@ func poll(t *testing.T, cond func() string) {
 type running struct {
 	t      *testing.T
 	url    string // admin API base URL, read from admin.url
+	dir    string // data directory
 	stdout *syncBuffer
 	cancel context.CancelFunc
 	errc   chan error
@@ -93,7 +94,7 @@ type running struct {
 func start(t *testing.T, cfg Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{t: t, stdout: &syncBuffer{}, cancel: cancel, errc: make(chan error, 1)}
+	r := &running{t: t, dir: cfg.DataDir, stdout: &syncBuffer{}, cancel: cancel, errc: make(chan error, 1)}
 	go func() { r.errc <- Run(ctx, cfg, r.stdout) }()
 	t.Cleanup(func() { r.stop() })
 	addrPath := filepath.Join(cfg.DataDir, addrFile)

@@ -69,27 +69,9 @@ func TestServeGatewayTLS(t *testing.T) {
 	cfg := testConfig(dir, &syncBuffer{})
 	cfg.GatewayTLSCert, cfg.GatewayTLSKey = certFile, keyFile
 	r := start(t, cfg)
-	cl := &adminapi.Client{Addr: r.url, Token: adminToken(t, r.stdout.String())}
 	ctx := t.Context()
-	if _, err := cl.AddService(ctx, adminapi.NewService{Name: "billing", Upstream: up.URL,
-		CredentialHeaders: []access.Header{{Name: "X-Key", Value: "k-upstream"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddContractor(ctx, adminapi.NewContractor{Name: "alice", Email: "a@example.com", Sponsor: "bob", Until: "10d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.AddGrant(ctx, adminapi.NewGrant{Contractor: "alice", Scopes: []string{"billing:read:/**"}}); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := cl.IssueToken(ctx, adminapi.NewToken{Contractor: "alice", Scopes: []string{"billing:GET:/**"}, TTL: "1h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, gatewayFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := strings.TrimSpace(string(b))
+	gw, iss := onboard(t, r, adminapi.NewService{Name: "billing", Upstream: up.URL,
+		CredentialHeaders: []access.Header{{Name: "X-Key", Value: "k-upstream"}}}, "billing:read:/**", "billing:GET:/**")
 	if !strings.HasPrefix(gw, "https://") {
 		t.Fatalf("gateway.url %q, want https", gw)
 	}
