@@ -30,6 +30,16 @@ func stillHeld(t *testing.T, ctx context.Context) {
 	}
 }
 
+// hold holds a request of token id, failing the test if it cannot.
+func hold(t *testing.T, e *env, id string) (context.Context, func()) {
+	t.Helper()
+	ctx, release, err := e.a.Hold(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, release
+}
+
 func issueFor(t *testing.T, e *env, ttl time.Duration) access.Issued {
 	t.Helper()
 	iss, err := e.a.Issue(context.Background(), root, access.IssueRequest{Contractor: "alice", Scopes: []string{"billing:read:/v1/**"}, TTL: ttl})
@@ -44,20 +54,11 @@ func TestHoldCutOnRevoke(t *testing.T) {
 	e.seed(t)
 	iss := issueFor(t, e, time.Hour)
 	other := issueFor(t, e, time.Hour)
-	ctx1, release1, err := e.a.Hold(context.Background(), iss.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx1, release1 := hold(t, e, iss.Token.ID)
 	defer release1()
-	ctx2, release2, err := e.a.Hold(context.Background(), iss.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx2, release2 := hold(t, e, iss.Token.ID)
 	defer release2()
-	ctxOther, releaseOther, err := e.a.Hold(context.Background(), other.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctxOther, releaseOther := hold(t, e, other.Token.ID)
 	defer releaseOther()
 
 	if err := e.a.Revoke(context.Background(), root, iss.Token.ID); err != nil {
@@ -77,10 +78,7 @@ func TestHoldCutAtExpiry(t *testing.T) {
 	// The test clock stands still: the token ends one second of real time after
 	// the hold.
 	iss := issueFor(t, e, time.Second)
-	ctx, release, err := e.a.Hold(context.Background(), iss.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, release := hold(t, e, iss.Token.ID)
 	defer release()
 	cutWithin(t, ctx, access.ErrTokenEnded)
 }
@@ -89,10 +87,7 @@ func TestHoldOffboard(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
 	iss := issueFor(t, e, time.Hour)
-	ctx, release, err := e.a.Hold(context.Background(), iss.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, release := hold(t, e, iss.Token.ID)
 	defer release()
 	if _, err := e.a.Offboard(context.Background(), root, "alice"); err != nil {
 		t.Fatal(err)
@@ -106,10 +101,7 @@ func TestHoldRotate(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
 	graced := issueFor(t, e, time.Hour)
-	ctx, release, err := e.a.Hold(context.Background(), graced.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, release := hold(t, e, graced.Token.ID)
 	defer release()
 	if _, err := e.a.Rotate(context.Background(), root, graced.Token.ID, 400*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -118,10 +110,7 @@ func TestHoldRotate(t *testing.T) {
 	cutWithin(t, ctx, access.ErrTokenEnded)
 
 	now := issueFor(t, e, time.Hour)
-	ctx, release2, err := e.a.Hold(context.Background(), now.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, release2 := hold(t, e, now.Token.ID)
 	defer release2()
 	if _, err := e.a.Rotate(context.Background(), root, now.Token.ID, 0); err != nil {
 		t.Fatal(err)
@@ -135,10 +124,7 @@ func TestHoldRelease(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
 	iss := issueFor(t, e, time.Hour)
-	ctx, release, err := e.a.Hold(context.Background(), iss.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, release := hold(t, e, iss.Token.ID)
 	release()
 	if got := context.Cause(ctx); !errors.Is(got, context.Canceled) {
 		t.Fatalf("released hold: cause %v, want context.Canceled", got)
