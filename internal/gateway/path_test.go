@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -101,8 +102,20 @@ func checkMessage(t *testing.T, p, msg string) {
 	if strings.ContainsAny(msg, "\r\n") {
 		t.Errorf("message for %q is not one line: %q", p, msg)
 	}
-	if len(p) > 64 && strings.Contains(msg, p[:65]) {
-		t.Errorf("message for %q echoes more than 64 bytes: %q", p, msg)
+	// The message ends with the excerpt, quoted, its cut ends marked
+	// "...": unquoted, it is at most 64 bytes of p. (Comparing the raw
+	// text instead mistakes an escaped "\\" for two bytes of p.)
+	i := strings.LastIndex(msg, " in ")
+	if i < 0 {
+		t.Fatalf("message for %q has no excerpt: %q", p, msg)
+	}
+	q := strings.TrimSuffix(strings.TrimPrefix(msg[i+len(" in "):], "..."), "...")
+	ex, err := strconv.Unquote(q)
+	if err != nil {
+		t.Fatalf("message for %q: excerpt %s does not unquote: %v", p, q, err)
+	}
+	if len(ex) > 64 || !strings.Contains(p, ex) {
+		t.Errorf("message for %q echoes %d bytes, or bytes not in the path: %q", p, len(ex), msg)
 	}
 	// 64 quoted bytes take at most 4*64 characters ("\xff"), plus the
 	// reason, offset and "..." marks.
