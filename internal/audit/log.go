@@ -75,22 +75,14 @@ type Config struct {
 	// single Append call larger than that still commits as one. Zero
 	// means 4096.
 	MaxBatch int
-	// Linger is the longest the committer waits for more Appends before
-	// it commits a batch, when the previous batch held more than one
-	// (under concurrent load; a lone Append never waits). It stops
-	// waiting sooner once no Append has come for Linger/lingerGaps. Each
-	// commit has a fixed cost (a transaction, its WAL frames), so a short
-	// wait that gathers more records per commit buys throughput for
-	// latency. Zero means DefaultLinger; negative, no wait.
+	// Linger is how long the committer waits for more Appends before it
+	// commits a batch, when the previous batch held more than one (under
+	// concurrent load; a lone Append never waits). Each commit has a
+	// fixed cost (a transaction, its WAL frames), so a short wait that
+	// gathers more records per commit buys throughput for latency. Zero
+	// means DefaultLinger; negative, no wait.
 	Linger time.Duration
 }
-
-// lingerGaps divides Linger into the quiet gap that ends a wait: with
-// Linger 500 us, a batch is committed once no Append has arrived for
-// 100 us. At low concurrency the requests in flight have all arrived by
-// then, and waiting the whole Linger left the machine idle (measured
-// 0.42x the bare proxy at 8 connections).
-const lingerGaps = 5
 
 // DefaultLinger is Config.Linger's default: well under the gateway's
 // latency budget, long enough to gather the Appends of concurrent
@@ -229,27 +221,14 @@ func (l *Log) run(c *committer) {
 		batch := []*request{next}
 		n := len(next.leaves)
 		next = nil
-		// Under concurrent load (the previous batch had company) the
-		// committer waits for more Appends while they keep coming: until
-		// none has arrived for lingerGap, and no longer than Linger in all.
 		var wait <-chan time.Time
-		var deadline time.Time
-		rearm := func() {
-			d := min(l.linger/lingerGaps, time.Until(deadline))
-			if d <= 0 {
-				wait = nil
-				return
-			}
+		if l.linger > 0 && last > 1 {
 			if timer == nil {
-				timer = time.NewTimer(d)
+				timer = time.NewTimer(l.linger)
 			} else {
-				timer.Reset(d)
+				timer.Reset(l.linger)
 			}
 			wait = timer.C
-		}
-		if l.linger > 0 && last > 1 {
-			deadline = time.Now().Add(l.linger)
-			rearm()
 		}
 		// add takes r into the batch, or leaves it for the next one if
 		// it does not fit; it reports whether the batch has room left.
@@ -280,7 +259,6 @@ func (l *Log) run(c *committer) {
 				if !add(r) {
 					break fill
 				}
-				rearm()
 			case <-wait:
 				wait = nil
 				break fill
