@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"latchkey/internal/audit"
 	"latchkey/internal/loadgen"
 )
 
@@ -52,10 +53,17 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.DurationVar(&cfg.Duration, "duration", 2*time.Second, "how long each target is driven per round")
 	f.IntVar(&cfg.Rounds, "rounds", 5, "rounds of interleaved load")
 	f.IntVar(&cfg.Tokens, "tokens", 1000, "distinct tokens the gateway requests spread over")
+	f.DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger, "the audited gateway's --audit-linger, as serve's (0: no wait)")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
 			return usagef("--conns, --rounds, --tokens and --duration must be positive")
+		}
+		switch {
+		case cfg.AuditLinger < 0 || cfg.AuditLinger > time.Second:
+			return usagef("--audit-linger %s: want 0 to 1s", cfg.AuditLinger)
+		case cfg.AuditLinger == 0:
+			cfg.AuditLinger = -1 // audit.Config: no wait
 		}
 		stderr := cmd.ErrOrStderr()
 		cfg.Progress = stderr

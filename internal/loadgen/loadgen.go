@@ -65,6 +65,9 @@ type Config struct {
 	// writes to io.Discard: the records are built and formatted, but not
 	// written to a terminal.
 	AccessLog bool
+	// AuditLinger is the audited gateway's audit.Config.Linger, as serve
+	// --audit-linger sets it (0: audit.DefaultLinger; negative: no wait).
+	AuditLinger time.Duration
 }
 
 func (c *Config) defaults() error {

@@ -187,7 +187,7 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) ([]served, err
 		return nil, err
 	}
 	r.closers = append(r.closers, st.Close)
-	log := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{})
+	log := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{Linger: r.cfg.AuditLinger})
 	r.closers = append(r.closers, log.Close)
 	audited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log, Audit: log})
 	if err != nil {

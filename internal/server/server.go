@@ -100,6 +100,10 @@ type Config struct {
 	// kill of the process) or "full" (it also survives power loss: every
 	// audit commit fsyncs, shared by group commit).
 	AuditSync string
+	// AuditLinger is audit.Config.Linger: how long the audit log waits to
+	// gather concurrent records into one commit (0: audit.DefaultLinger;
+	// negative: no wait).
+	AuditLinger time.Duration
 	// CheckpointDir, if set, receives a copy of every signed checkpoint
 	// (besides DataDir/checkpoints), e.g. a mount shipped off the host.
 	CheckpointDir string
@@ -210,7 +214,7 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 		return nil, err
 	}
 	in := &instance{st: st, storage: st.Audit(sync)}
-	in.audit = audit.New(in.storage, audit.Config{})
+	in.audit = audit.New(in.storage, audit.Config{Linger: cfg.AuditLinger})
 	in.a, err = access.New(access.Config{Store: st, Box: box, MaxTTL: cfg.MaxTTL, Log: cfg.Log, Audit: in.audit})
 	if err != nil {
 		in.close()
