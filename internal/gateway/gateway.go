@@ -210,12 +210,12 @@ func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *acces
 	}
 	counted, err := h.cfg.Authority.Use(r.Context(), tok)
 	if err != nil {
-		h.denyAuth(w, r, rec, err)
+		h.denyAuth(w, r, src, rec, err)
 		return
 	}
 	ctx, release, err := h.cfg.Authority.Hold(r.Context(), tok.ID)
 	if err != nil {
-		h.denyAuth(w, r, rec, err)
+		h.denyAuth(w, r, src, rec, err)
 		return
 	}
 	defer release()
@@ -253,7 +253,7 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 	}
 	tok, set, err := h.cfg.Authority.Authenticate(r.Context(), text, src)
 	if err != nil {
-		h.denyAuth(w, r, rec, err)
+		h.denyAuth(w, r, src, rec, err)
 		return store.Token{}, scope.Scope{}, false
 	}
 	rec.Contractor = tok.Contractor
@@ -278,7 +278,7 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 
 // denyAuth answers an Authenticate (or Use, or Hold) failure with its
 // reason's status. A 401 counts against the source's failure budget.
-func (h *Handler) denyAuth(w *recorder, r *http.Request, rec *access.GatewayRequest, err error) {
+func (h *Handler) denyAuth(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest, err error) {
 	var e *access.Error
 	if !errors.As(err, &e) {
 		h.cfg.Log.Error("gateway: cannot authenticate", "token", rec.TokenID, "err", err)
@@ -295,11 +295,7 @@ func (h *Handler) denyAuth(w *recorder, r *http.Request, rec *access.GatewayRequ
 		status = http.StatusInternalServerError
 	}
 	if status == http.StatusUnauthorized {
-		if src, err := netip.ParseAddr(rec.Source); err == nil {
-			h.failures.allow(src, h.cfg.Now())
-		} else {
-			h.failures.allow(netip.Addr{}, h.cfg.Now())
-		}
+		h.failures.allow(src, h.cfg.Now()) // the key serve checks
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey", error="invalid_token"`)
 	}
 	h.deny(w, r, rec, status, e.Reason, e.Msg)

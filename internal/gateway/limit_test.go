@@ -208,3 +208,23 @@ func TestNewRefusesNegativeLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestFailureRateLimitedUnknownSource: failures of requests whose source
+// cannot be read (a trusted proxy's malformed X-Forwarded-For) are
+// counted against the same key the check uses, so they are slowed down
+// too, not booked to the proxy's address and never checked.
+func TestFailureRateLimitedUnknownSource(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) {
+		c.FailureRate, c.FailureBurst = slow, 3
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	bad := "X-Forwarded-For: not-an-address"
+	for i := range 3 {
+		if r := e.send(t, "GET", "/billing/v1/x", "Bearer lk_nonsense", bad); r.status != 401 {
+			t.Fatalf("failure %d: %d %s, want 401", i, r.status, r.body)
+		}
+	}
+	if r := e.send(t, "GET", "/billing/v1/x", "Bearer lk_nonsense", bad); r.status != 429 || r.err != "rate_limited" {
+		t.Fatalf("after the budget: %d %s, want 429 rate_limited", r.status, r.body)
+	}
+}

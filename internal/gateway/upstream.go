@@ -159,7 +159,7 @@ func (h *Handler) rewrite(u *upstream, pr *httputil.ProxyRequest) {
 	for _, c := range u.creds {
 		hd[c.Name] = []string{c.Value}
 	}
-	if isTrusted(peer(pr.In.RemoteAddr), h.cfg.TrustedProxies) {
+	if len(h.cfg.TrustedProxies) > 0 && isTrusted(peer(pr.In.RemoteAddr), h.cfg.TrustedProxies) {
 		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	}
 	pr.SetXForwarded()
