@@ -8,6 +8,7 @@
 package access
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -89,6 +90,9 @@ type Config struct {
 	// (ReasonAuditUnavailable). nil records nothing: only for tests of
 	// other packages; a server always sets it.
 	Audit Auditor
+	// Events receives an Event after every change worth a notification
+	// (see events.go). Optional.
+	Events func(context.Context, Event)
 	// Log is the application log (never the audit log). Default slog.Default().
 	Log *slog.Logger
 }

@@ -61,6 +61,7 @@ func (a *Authority) Issue(ctx context.Context, by Actor, req IssueRequest) (iss 
 	if err != nil {
 		return Issued{}, err
 	}
+	a.emit(ctx, tokenEvent(EventTokenIssued, by, iss.Token, ""))
 	return iss, nil
 }
 
@@ -306,20 +307,29 @@ func (a *Authority) Tokens(ctx context.Context, contractor string, active bool) 
 	return a.cfg.Store.Tokens(ctx, f)
 }
 
-// Revoke revokes one token. Revocation is final.
+// Revoke revokes one token (reason store.RevokeManual). Revocation is final.
 func (a *Authority) Revoke(ctx context.Context, by Actor, id string) error {
+	return a.RevokeFor(ctx, by, id, store.RevokeManual)
+}
+
+// RevokeFor revokes one token for reason, a store.Revoke* word, which the
+// audit record and the token.revoked event carry. Of two concurrent
+// revocations (two replicas' sweepers, say) exactly one succeeds and
+// emits; the other is refused with token_revoked.
+func (a *Authority) RevokeFor(ctx context.Context, by Actor, id, reason string) error {
 	rec := a.event(by, "token.revoke")
 	rec.TokenID = id
+	var t store.Token
 	err := a.act(ctx, rec, func(r *audit.Record) error {
 		if !token.ValidID(id) {
 			r.TokenID = ""
 			return refuse(ReasonInvalid, "invalid token id %q", id)
 		}
-		t, err := a.Token(ctx, id)
-		if err != nil {
+		var err error
+		if t, err = a.Token(ctx, id); err != nil {
 			return err
 		}
-		r.Contractor = t.Contractor
+		r.Contractor, r.Reason = t.Contractor, reason
 		if !t.RevokedAt.IsZero() {
 			return &Error{Reason: ReasonRevoked, Msg: fmt.Sprintf("token %s is already revoked", id), Err: store.ErrRevoked}
 		}
@@ -328,10 +338,11 @@ func (a *Authority) Revoke(ctx context.Context, by Actor, id string) error {
 		}
 		return nil
 	}, func() error {
-		return storeErr(a.cfg.Store.RevokeToken(ctx, id, by.TokenID, a.now()), fmt.Sprintf("token %s", id))
+		return storeErr(a.cfg.Store.RevokeToken(ctx, id, by.TokenID, reason, a.now()), fmt.Sprintf("token %s", id))
 	})
 	if err == nil {
 		a.invalidate(id)
+		a.emit(ctx, tokenEvent(EventTokenRevoked, by, t, reason))
 	}
 	return err
 }

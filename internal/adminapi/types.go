@@ -107,7 +107,10 @@ type Token struct {
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 	RevokedBy  string     `json:"revoked_by,omitempty"`
-	Parent     string     `json:"parent,omitempty"`
+	// RevokedReason is why it was revoked: manual, idle,
+	// engagement_ended, leaked, offboarded or parent_revoked.
+	RevokedReason string `json:"revoked_reason,omitempty"`
+	Parent        string `json:"parent,omitempty"`
 }
 
 // NewToken is the body of POST /v1/tokens. TTL is mandatory (e.g. 8h, 30d).
@@ -248,7 +251,7 @@ func toToken(t store.Token, now time.Time) Token {
 		ID: t.ID, Kind: kind(t.Admin), Contractor: t.Contractor, Scopes: t.Scopes, ExpiresAt: t.ExpiresAt,
 		State: tokenState(t, now), CIDRs: t.CIDRs, MaxUses: t.MaxUses, Uses: t.Uses, Note: t.Note,
 		CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, LastUsedAt: optTime(t.LastUsedAt),
-		RevokedAt: optTime(t.RevokedAt), RevokedBy: t.RevokedBy, Parent: t.Parent,
+		RevokedAt: optTime(t.RevokedAt), RevokedBy: t.RevokedBy, RevokedReason: t.RevokedReason, Parent: t.Parent,
 	}
 }
 

@@ -92,8 +92,20 @@ type Token struct {
 	LastUsedAt time.Time // zero = never used
 	RevokedAt  time.Time // zero = not revoked
 	RevokedBy  string
-	Parent     string // id of the token this one rotated from, if any
+	// RevokedReason is why: one of the Revoke* words; empty while not revoked.
+	RevokedReason string
+	Parent        string // id of the token this one rotated from, if any
 }
+
+// Why a token was revoked (Token.RevokedReason).
+const (
+	RevokeManual        = "manual"           // token revoke, by an admin
+	RevokeIdle          = "idle"             // unused past the idle timeout
+	RevokeEngagementEnd = "engagement_ended" // its contractor's engagement ended
+	RevokeLeaked        = "leaked"           // reported found in the wild
+	RevokeOffboarded    = "offboarded"       // its contractor was offboarded
+	RevokeParent        = "parent_revoked"   // the token it was derived from was revoked
+)
 
 // Active reports whether the token is unrevoked and unexpired at t.
 func (t Token) Active(at time.Time) bool {
@@ -218,9 +230,11 @@ type Store interface {
 	Token(ctx context.Context, id string) (Token, error)
 	// Tokens returns the tokens selected by f ordered by creation time, id.
 	Tokens(ctx context.Context, f TokenFilter) ([]Token, error)
-	// RevokeToken revokes a token. ErrNotFound, or ErrRevoked if it was
-	// already revoked (the first revocation stays as it was).
-	RevokeToken(ctx context.Context, id, by string, at time.Time) error
+	// RevokeToken revokes a token for reason (a Revoke* word). ErrNotFound,
+	// or ErrRevoked if it was already revoked (the first revocation, its
+	// reason included, stays as it was): of two concurrent revocations
+	// exactly one succeeds.
+	RevokeToken(ctx context.Context, id, by, reason string, at time.Time) error
 	// RotateToken, in one transaction, stores next (whose Parent must be
 	// oldID, else an error) and moves the old token's expiry to
 	// oldExpiresAt if that is earlier than its current expiry. ErrNotFound

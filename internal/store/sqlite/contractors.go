@@ -129,7 +129,11 @@ func (s *Store) Offboard(ctx context.Context, name, by string, at time.Time) (st
 // revokeAll revokes every unrevoked row of table (tokens or grants) that
 // belongs to contractor and returns how many it revoked.
 func revokeAll(ctx context.Context, tx *sql.Tx, table, contractor, by string, at time.Time) (int, error) {
-	r, err := tx.ExecContext(ctx, `UPDATE `+table+` SET revoked_at = ?, revoked_by = ?
+	set := `revoked_at = ?, revoked_by = ?`
+	if table == "tokens" {
+		set += `, revoked_reason = '` + store.RevokeOffboarded + `'`
+	}
+	r, err := tx.ExecContext(ctx, `UPDATE `+table+` SET `+set+`
 		WHERE contractor = ? AND revoked_at IS NULL`, msec(at), by, contractor)
 	if err != nil {
 		return 0, err

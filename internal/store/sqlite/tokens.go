@@ -12,7 +12,7 @@ import (
 )
 
 const tokenColumns = `id, admin, contractor, scopes, hash, expires_at, cidrs, max_uses, uses, note,
-	created_at, created_by, last_used_at, revoked_at, revoked_by, parent`
+	created_at, created_by, last_used_at, revoked_at, revoked_by, parent, revoked_reason`
 
 // CreateToken stores t. store.ErrConflict if the id exists; for a
 // contractor token store.ErrNotFound if the contractor does not exist and
@@ -43,10 +43,10 @@ func insertToken(ctx context.Context, tx *sql.Tx, t store.Token) error {
 		return fmt.Errorf("sqlite: token %q: %w", t.ID, err)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Admin, t.Contractor, scopes, t.Hash[:], msec(t.ExpiresAt), cidrs,
 		t.MaxUses, t.Uses, t.Note, msec(t.CreatedAt), t.CreatedBy, msec(t.LastUsedAt),
-		msec(t.RevokedAt), t.RevokedBy, t.Parent)
+		msec(t.RevokedAt), t.RevokedBy, t.Parent, t.RevokedReason)
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: token %q: %w", t.ID, store.ErrConflict)
 	}
@@ -108,8 +108,8 @@ func queryTokens(ctx context.Context, db *sql.DB, q string, args ...any) ([]stor
 // tokenScanner reads rows of tokenColumns. It keeps its buffers from row
 // to row, and strings that repeat across tokens are interned.
 type tokenScanner struct {
-	in                                              interner
-	contractor, scopes, cidrs, createdBy, revokedBy sql.RawBytes
+	in                                                      interner
+	contractor, scopes, cidrs, createdBy, revokedBy, reason sql.RawBytes
 }
 
 func (sc *tokenScanner) scan(rows *sql.Rows) (store.Token, error) {
@@ -120,7 +120,7 @@ func (sc *tokenScanner) scan(rows *sql.Rows) (store.Token, error) {
 	var hash sql.RawBytes
 	var expires, created, used, revoked sql.NullInt64
 	err := rows.Scan(&t.ID, &t.Admin, &sc.contractor, &sc.scopes, &hash, &expires, &sc.cidrs, &t.MaxUses,
-		&t.Uses, &t.Note, &created, &sc.createdBy, &used, &revoked, &sc.revokedBy, &t.Parent)
+		&t.Uses, &t.Note, &created, &sc.createdBy, &used, &revoked, &sc.revokedBy, &t.Parent, &sc.reason)
 	if err != nil {
 		return store.Token{}, err
 	}
@@ -129,6 +129,7 @@ func (sc *tokenScanner) scan(rows *sql.Rows) (store.Token, error) {
 	}
 	copy(t.Hash[:], hash)
 	t.Contractor, t.CreatedBy, t.RevokedBy = sc.in.str(sc.contractor), sc.in.str(sc.createdBy), sc.in.str(sc.revokedBy)
+	t.RevokedReason = sc.in.str(sc.reason)
 	t.ExpiresAt, t.CreatedAt = timeOf(expires), timeOf(created)
 	t.LastUsedAt, t.RevokedAt = timeOf(used), timeOf(revoked)
 	if t.Scopes, err = appendList(nil, sc.scopes, sc.in); err != nil {
@@ -142,7 +143,7 @@ func (sc *tokenScanner) scan(rows *sql.Rows) (store.Token, error) {
 
 // RevokeToken revokes a token. store.ErrNotFound, or store.ErrRevoked if it
 // was already revoked, in which case the first revocation is kept.
-func (s *Store) RevokeToken(ctx context.Context, id, by string, at time.Time) error {
+func (s *Store) RevokeToken(ctx context.Context, id, by, reason string, at time.Time) error {
 	if err := nonZero(at); err != nil {
 		return err
 	}
@@ -154,8 +155,8 @@ func (s *Store) RevokeToken(ctx context.Context, id, by string, at time.Time) er
 		if old.revoked {
 			return fmt.Errorf("sqlite: revoke token %q: %w", id, store.ErrRevoked)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ?`,
-			msec(at), by, id)
+		_, err = tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ?, revoked_by = ?, revoked_reason = ? WHERE id = ?`,
+			msec(at), by, reason, id)
 		if err != nil {
 			return fmt.Errorf("sqlite: revoke token %q: %w", id, err)
 		}

@@ -27,10 +27,10 @@ func testActiveReport(t *testing.T, s store.Store) {
 	// Not active at now, with a later expiry or use that must not count.
 	mustToken(t, s, used(token("lkc_a3", "alice", now, "wiki:read"), at(50*time.Minute)))
 	mustToken(t, s, used(token("lkc_a4", "alice", at(100*day), "wiki:read"), at(55*time.Minute)))
-	check(t, "RevokeToken", s.RevokeToken(ctx(t), "lkc_a4", "lka_root", t0))
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), "lkc_a4", "lka_root", store.RevokeManual, t0))
 	mustToken(t, s, token("lkc_b1", "bob", at(time.Minute), "wiki:read"))
 	mustToken(t, s, token("lkc_b2", "bob", at(day), "wiki:read"))
-	check(t, "RevokeToken", s.RevokeToken(ctx(t), "lkc_b2", "lka_root", t0))
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), "lkc_b2", "lka_root", store.RevokeManual, t0))
 	mustToken(t, s, token("lkc_c1", "carol", at(5*day), "wiki:read"))
 	mustGrant(t, s, grant("dave", at(day), "wiki:read")) // grants do not count
 	mustToken(t, s, token("lkc_e1", "erin", at(day), "wiki:read"))
@@ -76,7 +76,7 @@ func testAccessReport(t *testing.T, s store.Store) {
 	tA1 := mustToken(t, s, token("lkc_a1", "alice", at(3*day), "wiki:read", "ci:run"))
 	mustToken(t, s, token("lkc_a3", "alice", at(-time.Minute), "git:write"))
 	mustToken(t, s, token("lkc_a4", "alice", at(day), "db:read"))
-	check(t, "RevokeToken", s.RevokeToken(ctx(t), "lkc_a4", "lka_root", t0))
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), "lkc_a4", "lka_root", store.RevokeManual, t0))
 	gB := mustGrant(t, s, grant("bob", at(4*day), "wiki:read"))
 	tB := mustToken(t, s, token("lkc_b1", "bob", at(5*day), "zz:top"))
 	mustToken(t, s, token("lka_1", "", at(day), "admin:*"))

@@ -89,8 +89,8 @@ func testTokenFilter(t *testing.T, s store.Store) {
 	for _, tok := range []store.Token{adm, aExpired, bActive, aRevoked, admExpired, aActive} {
 		mustToken(t, s, tok)
 	}
-	check(t, "RevokeToken", s.RevokeToken(ctx(t), aRevoked.ID, "lka_root", at(time.Minute)))
-	aRevoked.RevokedAt, aRevoked.RevokedBy = at(time.Minute), "lka_root"
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), aRevoked.ID, "lka_root", store.RevokeManual, at(time.Minute)))
+	aRevoked.RevokedAt, aRevoked.RevokedBy, aRevoked.RevokedReason = at(time.Minute), "lka_root", store.RevokeManual
 
 	yes, no := true, false
 	tests := []struct {
@@ -129,18 +129,18 @@ func testTokenRevoke(t *testing.T, s store.Store) {
 	other := mustToken(t, s, token("lkc_2", "alice", at(day), "wiki:read"))
 	admin := mustToken(t, s, token("lka_1", "", at(day), "admin:*"))
 
-	wantErr(t, "RevokeToken unknown", s.RevokeToken(ctx(t), "nothing", "lka_root", t0), store.ErrNotFound)
+	wantErr(t, "RevokeToken unknown", s.RevokeToken(ctx(t), "nothing", "lka_root", store.RevokeManual, t0), store.ErrNotFound)
 
-	check(t, "RevokeToken", s.RevokeToken(ctx(t), tok.ID, "lka_first", at(time.Minute)))
-	tok.RevokedAt, tok.RevokedBy = at(time.Minute), "lka_first"
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), tok.ID, "lka_first", store.RevokeIdle, at(time.Minute)))
+	tok.RevokedAt, tok.RevokedBy, tok.RevokedReason = at(time.Minute), "lka_first", store.RevokeIdle
 	diff(t, "revoked token", tok, getToken(t, s, tok.ID))
 
-	wantErr(t, "RevokeToken again", s.RevokeToken(ctx(t), tok.ID, "lka_second", at(time.Hour)), store.ErrRevoked)
+	wantErr(t, "RevokeToken again", s.RevokeToken(ctx(t), tok.ID, "lka_second", store.RevokeManual, at(time.Hour)), store.ErrRevoked)
 	diff(t, "token after second revoke (first revocation stays)", tok, getToken(t, s, tok.ID))
 	diff(t, "other token untouched", other, getToken(t, s, other.ID))
 
-	check(t, "RevokeToken admin", s.RevokeToken(ctx(t), admin.ID, "lka_root", at(time.Minute)))
-	admin.RevokedAt, admin.RevokedBy = at(time.Minute), "lka_root"
+	check(t, "RevokeToken admin", s.RevokeToken(ctx(t), admin.ID, "lka_root", store.RevokeManual, at(time.Minute)))
+	admin.RevokedAt, admin.RevokedBy, admin.RevokedReason = at(time.Minute), "lka_root", store.RevokeManual
 	diff(t, "revoked admin token", admin, getToken(t, s, admin.ID))
 }
 
@@ -183,7 +183,7 @@ func testRotateErrors(t *testing.T, s store.Store) {
 	mustContractor(t, s, "alice")
 	mustContractor(t, s, "gone")
 	revoked := mustToken(t, s, token("lkc_revoked", "alice", at(30*day), "wiki:read"))
-	check(t, "RevokeToken", s.RevokeToken(ctx(t), revoked.ID, "lka_root", t0))
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), revoked.ID, "lka_root", store.RevokeManual, t0))
 	revoked = getToken(t, s, revoked.ID)
 	gone := mustToken(t, s, token("lkc_gone", "gone", at(30*day), "wiki:read"))
 	offboard(t, s, "gone")

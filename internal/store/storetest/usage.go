@@ -18,8 +18,8 @@ func testOffboard(t *testing.T, s store.Store) {
 	aActive := mustToken(t, s, token("lkc_a1", "alice", at(day), "wiki:read"))
 	aExpired := mustToken(t, s, token("lkc_a2", "alice", at(-time.Hour), "wiki:read"))
 	aRevoked := mustToken(t, s, token("lkc_a3", "alice", at(day), "wiki:read"))
-	check(t, "RevokeToken", s.RevokeToken(ctx(t), aRevoked.ID, "lka_early", at(-time.Minute)))
-	aRevoked.RevokedAt, aRevoked.RevokedBy = at(-time.Minute), "lka_early"
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), aRevoked.ID, "lka_early", store.RevokeManual, at(-time.Minute)))
+	aRevoked.RevokedAt, aRevoked.RevokedBy, aRevoked.RevokedReason = at(-time.Minute), "lka_early", store.RevokeManual
 	gLive := mustGrant(t, s, grant("alice", at(day), "wiki:read"))
 	gExpired := mustGrant(t, s, grant("alice", at(-time.Hour), "wiki:read"))
 	gLive2 := mustGrant(t, s, grant("alice", at(2*day), "ci:run"))
@@ -42,7 +42,7 @@ func testOffboard(t *testing.T, s store.Store) {
 	// revocations stay as they were.
 	alice.Disabled = true
 	for _, tok := range []*store.Token{&aActive, &aExpired} {
-		tok.RevokedAt, tok.RevokedBy = off, "lka_off"
+		tok.RevokedAt, tok.RevokedBy, tok.RevokedReason = off, "lka_off", store.RevokeOffboarded
 	}
 	for _, g := range []*store.Grant{&gLive, &gExpired, &gLive2} {
 		g.RevokedAt, g.RevokedBy = off, "lka_off"
