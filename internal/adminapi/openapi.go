@@ -23,7 +23,9 @@ func openAPI(routes []route, public []publicRoute) map[string]any {
 			},
 			"security": []any{map[string]any{"adminToken": []string{}}},
 		}
-		if rt.Resource != "" {
+		if rt.Resource == selfService {
+			op["x-latchkey-scope"] = "contractor token"
+		} else if rt.Resource != "" {
 			op["x-latchkey-scope"] = "admin:" + rt.Resource + ":" + rt.Action
 		}
 		var params []any

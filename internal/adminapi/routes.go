@@ -14,8 +14,10 @@ import (
 )
 
 // route is one endpoint: its pattern, the admin scope it needs
-// (admin:Resource:Action; Resource "" means any valid admin token), the
-// OpenAPI description, and the handler.
+// (admin:Resource:Action; Resource "" means any valid admin token, and
+// Resource selfService an endpoint for contractor tokens only, whose
+// handler checks what the caller may do), the OpenAPI description, and
+// the handler.
 type route struct {
 	Method, Path     string
 	Resource, Action string
@@ -25,6 +27,10 @@ type route struct {
 	Status           int
 	handle           handler
 }
+
+// selfService is the Resource of routes that contractors call with their
+// own token (access requests, narrowing); admin tokens are refused there.
+const selfService = "self"
 
 // streamer is a reply that writes itself (a stream), returned by a handler
 // in place of a value to encode.

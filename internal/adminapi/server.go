@@ -188,11 +188,16 @@ func (s *Server) authorize(rt route) http.Handler {
 			return
 		}
 		c := caller{tok, set, anon.Source}
-		if !tok.Admin {
+		switch {
+		case rt.Resource == selfService && tok.Admin:
+			s.refuse(w, r, c.actor(), http.StatusForbidden, access.ReasonForbidden, "this endpoint is for contractor tokens; an admin token cannot use it")
+			return
+		case rt.Resource == selfService:
+			// A contractor's own endpoint: the handler checks the rest.
+		case !tok.Admin:
 			s.refuse(w, r, c.actor(), http.StatusForbidden, access.ReasonForbidden, "a contractor token cannot use the admin API")
 			return
-		}
-		if rt.Resource != "" && !set.AllowsAdmin(rt.Resource, rt.Action) {
+		case rt.Resource != "" && !set.AllowsAdmin(rt.Resource, rt.Action):
 			s.refuse(w, r, c.actor(), http.StatusForbidden, access.ReasonForbidden,
 				fmt.Sprintf("this token lacks scope admin:%s:%s", rt.Resource, rt.Action))
 			return
