@@ -271,6 +271,38 @@ type Store interface {
 	// since, ordered by contractor, scope.
 	ScopeUses(ctx context.Context, since time.Time) ([]ScopeUse, error)
 
+	// Webhooks and their delivery outbox (package notify). A delivery is
+	// sent by whichever replica claims it: ClaimDeliveries takes a lease on
+	// each attempt with a conditional update, so that two processes sharing
+	// the store never make the same attempt.
+
+	// CreateWebhook stores w; ErrConflict if the id exists.
+	CreateWebhook(ctx context.Context, w Webhook) error
+	// Webhook returns the webhook with that id or ErrNotFound.
+	Webhook(ctx context.Context, id string) (Webhook, error)
+	// Webhooks returns all webhooks ordered by creation time, id.
+	Webhooks(ctx context.Context) ([]Webhook, error)
+	// DeleteWebhook removes a webhook (ErrNotFound if there is none) and,
+	// in the same transaction, marks its pending deliveries failed at at.
+	// Its deliveries and their logs stay.
+	DeleteWebhook(ctx context.Context, id string, at time.Time) error
+	// EnqueueDeliveries stores pending deliveries (Attempts 0, due at
+	// NextAt) in one transaction; ErrConflict if an id exists.
+	EnqueueDeliveries(ctx context.Context, ds []Delivery) error
+	// ClaimDeliveries claims up to limit pending deliveries due at now
+	// whose lease (if any) ended, oldest due first: for each it adds one
+	// to Attempts and leases that attempt to owner until leaseUntil. It
+	// returns them with Attempts set to the attempt claimed. A claimed
+	// attempt is never returned again, to anyone.
+	ClaimDeliveries(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]Delivery, error)
+	// RecordAttempt logs attempt a and moves its delivery to a.State
+	// (next attempt due at a.NextAt if pending), releasing the lease.
+	// ErrNotFound unless owner still holds the lease on attempt a.N.
+	RecordAttempt(ctx context.Context, owner string, a Attempt) error
+	// Deliveries returns the deliveries selected by f, newest first
+	// (creation time, then id, descending), each with its Log.
+	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error)
+
 	// Close releases the store's resources.
 	Close() error
 }

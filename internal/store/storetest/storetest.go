@@ -68,6 +68,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccessReport", testAccessReport},
 		{"UnusedTokens", testUnusedTokens},
 		{"Concurrent", testConcurrent},
+		{"Webhooks", testWebhooks},
+		{"Deliveries", testDeliveries},
+		{"Deliveries/ClaimConcurrent", testClaimConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
