@@ -1,0 +1,222 @@
+package notify
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"latchkey/internal/access"
+	"latchkey/internal/store"
+)
+
+// maxURL caps a webhook URL.
+const maxURL = 2048
+
+// secretBytes is the size of a generated signing key.
+const secretBytes = 32
+
+// validID matches webhook ids as Add makes them.
+var validID = regexp.MustCompile(`\Awh_[0-9a-f]{16}\z`)
+
+// NewWebhook is a request to add a webhook.
+type NewWebhook struct {
+	URL    string   // http(s); https unless the host is loopback
+	Events []string // event types (Events); empty = all
+	Format string   // FormatStandard (default) or FormatSlack
+}
+
+// Add validates nw, generates a signing secret and stores the webhook
+// (its secret sealed), audited through a as action webhook.add before
+// anything is stored. It returns the webhook and the secret, which is
+// never shown again.
+func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor, nw NewWebhook) (w store.Webhook, secret string, err error) {
+	err = a.Audited(ctx, by, "webhook.add", func() (string, error) {
+		var host string
+		if w, host, err = n.newWebhook(by, nw); err != nil {
+			return "", err
+		}
+		events := "all"
+		if len(w.Events) > 0 {
+			events = strings.Join(w.Events, " ")
+		}
+		// The host only: a URL's path may itself be a credential (Slack's
+		// incoming webhooks).
+		return fmt.Sprintf("%s to host %s, events %s, format %s", w.ID, host, events, w.Format), nil
+	}, func() error {
+		k := make([]byte, secretBytes)
+		if _, err := io.ReadFull(n.cfg.Rand, k); err != nil {
+			return fmt.Errorf("notify: randomness: %w", err)
+		}
+		secret = SecretPrefix + base64.StdEncoding.EncodeToString(k)
+		sealed, err := n.cfg.Box.Seal([]byte(secret), sealAD(w.ID))
+		if err != nil {
+			return err
+		}
+		w.SealedSecret = sealed
+		return n.cfg.Store.CreateWebhook(ctx, w)
+	})
+	if err != nil {
+		return store.Webhook{}, "", err
+	}
+	return w, secret, nil
+}
+
+// sealAD binds a sealed secret to its webhook.
+func sealAD(id string) []byte { return []byte("latchkey webhook secret " + id) }
+
+// newWebhook validates nw without writing and returns the webhook to
+// store (without its secret) and the URL's host.
+func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, string, error) {
+	u, err := CheckURL(nw.URL)
+	if err != nil {
+		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, err.Error())
+	}
+	events, err := checkEvents(nw.Events)
+	if err != nil {
+		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, err.Error())
+	}
+	format := nw.Format
+	switch format {
+	case "":
+		format = FormatStandard
+	case FormatStandard, FormatSlack:
+	default:
+		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid format %q: want standard or slack", trunc(format)))
+	}
+	id, err := n.newID("wh_", 8)
+	if err != nil {
+		return store.Webhook{}, "", err
+	}
+	now := n.cfg.Now().UTC()
+	return store.Webhook{ID: id, URL: u.String(), Events: events, Format: format, CreatedAt: now, CreatedBy: by.TokenID}, u.Hostname(), nil
+}
+
+// CheckURL parses a webhook URL strictly: absolute http or https, a host,
+// no user information (credentials belong in the signature) and no
+// fragment, at most 2 KiB; plain http only to a loopback host
+// (localhost, 127.0.0.0/8, ::1), since a delivery names contractors.
+func CheckURL(raw string) (*url.URL, error) {
+	if raw == "" || len(raw) > maxURL {
+		return nil, fmt.Errorf("invalid webhook URL: want 1 to %d bytes", maxURL)
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] <= ' ' || raw[i] >= 0x7f {
+			return nil, errors.New("invalid webhook URL: spaces, control and non-ASCII characters must be percent-encoded")
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("invalid webhook URL: cannot parse it")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("invalid webhook URL %q: want an http or https URL", trunc(raw))
+	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("invalid webhook URL %q: it has no host", trunc(raw))
+	case u.User != nil:
+		return nil, errors.New("invalid webhook URL: it must not hold user information (user:password@)")
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return nil, fmt.Errorf("invalid webhook URL %q: it must not have a fragment", trunc(raw))
+	}
+	if p := u.Port(); p != "" {
+		if _, err := net.LookupPort("tcp", p); err != nil || strings.TrimLeft(p, "0123456789") != "" {
+			return nil, fmt.Errorf("invalid webhook URL %q: bad port", trunc(raw))
+		}
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("invalid webhook URL %q: https is required unless the host is loopback", trunc(raw))
+	}
+	return u, nil
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
+}
+
+// checkEvents validates an event filter: known types, no repeats. nil or
+// the single "*" means all.
+func checkEvents(in []string) ([]string, error) {
+	if len(in) == 1 && in[0] == "*" {
+		return nil, nil
+	}
+	var out []string
+	for _, e := range in {
+		if !slices.Contains(Events, e) {
+			return nil, fmt.Errorf("unknown event %q: want one of %s", trunc(e), strings.Join(Events, ", "))
+		}
+		if slices.Contains(out, e) {
+			return nil, fmt.Errorf("event %q given twice", e)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Remove deletes a webhook, audited through a as webhook.remove before
+// anything changes. Its pending deliveries fail; the log stays.
+func (n *Notifier) Remove(ctx context.Context, a *access.Authority, by access.Actor, id string) error {
+	return a.Audited(ctx, by, "webhook.remove", func() (string, error) {
+		if !validID.MatchString(id) {
+			return "", access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid webhook id %q: want the wh_ id shown by webhook list", trunc(id)))
+		}
+		if _, err := n.cfg.Store.Webhook(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return "", access.Refuse(access.ReasonNotFound, fmt.Sprintf("webhook %s not found", id))
+		} else if err != nil {
+			return "", err
+		}
+		return id, nil
+	}, func() error {
+		err := n.cfg.Store.DeleteWebhook(ctx, id, n.cfg.Now().UTC())
+		if errors.Is(err, store.ErrNotFound) {
+			return access.Refuse(access.ReasonNotFound, fmt.Sprintf("webhook %s not found", id))
+		}
+		return err
+	})
+}
+
+// Webhooks lists the webhooks (their secrets stay sealed).
+func (n *Notifier) Webhooks(ctx context.Context) ([]store.Webhook, error) {
+	return n.cfg.Store.Webhooks(ctx)
+}
+
+// MaxDeliveries caps one listing of deliveries.
+const MaxDeliveries = 1000
+
+// Deliveries lists deliveries and their attempts, newest first: at most
+// f.Limit (default and at most MaxDeliveries).
+func (n *Notifier) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]store.Delivery, error) {
+	switch f.State {
+	case "", store.DeliveryPending, store.DeliveryDelivered, store.DeliveryFailed:
+	default:
+		return nil, access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid state %q: want pending, delivered or failed", trunc(f.State)))
+	}
+	if f.WebhookID != "" && !validID.MatchString(f.WebhookID) {
+		return nil, access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid webhook id %q", trunc(f.WebhookID)))
+	}
+	if f.Limit <= 0 || f.Limit > MaxDeliveries {
+		f.Limit = MaxDeliveries
+	}
+	return n.cfg.Store.Deliveries(ctx, f)
+}
+
+// trunc shortens a value echoed in a message.
+func trunc(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
