@@ -17,6 +17,7 @@ import (
 	"latchkey/internal/access"
 	"latchkey/internal/adminapi"
 	"latchkey/internal/audit"
+	"latchkey/internal/notify"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store/sqlite"
@@ -63,7 +64,11 @@ func newEnvWith(t *testing.T, set func(*adminapi.Config)) *env {
 		t.Fatal(err)
 	}
 	sign := func(ctx context.Context, force bool) ([]byte, error) { return log.Checkpoint(ctx, signer) }
-	cfg := adminapi.Config{Authority: a, Usage: rec, Audit: log, AuditStorage: storage, Checkpoints: sign}
+	hooks, err := notify.New(notify.Config{Store: st, Box: box})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := adminapi.Config{Authority: a, Usage: rec, Audit: log, AuditStorage: storage, Checkpoints: sign, Webhooks: hooks}
 	if set != nil {
 		set(&cfg)
 	}
@@ -176,7 +181,7 @@ func TestRouteScopes(t *testing.T) {
 	grantID, _ := e.seed(t)
 	doc := openAPIDoc(t, e)
 	all := []string{}
-	for _, r := range []string{"contractors", "services", "grants", "tokens", "reports", "audit", "policy"} {
+	for _, r := range []string{"contractors", "services", "grants", "tokens", "reports", "audit", "policy", "webhooks"} {
 		all = append(all, "admin:"+r+":read", "admin:"+r+":write")
 	}
 	for path, ops := range doc.Paths {
@@ -277,6 +282,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		"GET /v1/reports/active", "GET /v1/reports/access", "GET /v1/reports/unused",
 		"GET /v1/audit", "GET /v1/audit/checkpoint", "GET /v1/audit/proof/{index}", "GET /v1/audit/consistency",
 		"GET /v1/audit/export", "GET /healthz", "GET /readyz",
+		"POST /v1/webhooks", "GET /v1/webhooks", "GET /v1/webhooks/{id}", "DELETE /v1/webhooks/{id}", "GET /v1/webhooks/deliveries",
 	}
 	var got []string
 	for path, ops := range doc.Paths {

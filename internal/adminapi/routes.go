@@ -41,6 +41,9 @@ func (s *Server) routes() []route {
 	if s.cfg.Audit != nil {
 		rs = append(rs, s.auditRoutes()...)
 	}
+	if s.cfg.Webhooks != nil {
+		rs = append(rs, s.webhookRoutes()...)
+	}
 	return rs
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"latchkey/internal/access"
 	"latchkey/internal/audit"
+	"latchkey/internal/notify"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/usage"
@@ -48,6 +49,8 @@ type Config struct {
 	// Checkpoints signs a checkpoint of the audit log now (force: even if
 	// the log did not grow) and returns it.
 	Checkpoints func(ctx context.Context, force bool) ([]byte, error)
+	// Webhooks manages webhooks, for the /v1/webhooks routes (absent if nil).
+	Webhooks *notify.Notifier
 	// Metrics, if set, is served at GET /metrics with no token and no
 	// audit record (as a Prometheus scrape expects), exposing service
 	// names and request counts to whoever reaches the admin listener.

@@ -220,3 +220,16 @@ func trunc(s string) string {
 	}
 	return s
 }
+
+// Webhook returns one webhook; a refusal (not_found, invalid_request) if
+// there is none with that id.
+func (n *Notifier) Webhook(ctx context.Context, id string) (store.Webhook, error) {
+	if !validID.MatchString(id) {
+		return store.Webhook{}, access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid webhook id %q: want the wh_ id shown by webhook list", trunc(id)))
+	}
+	w, err := n.cfg.Store.Webhook(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Webhook{}, access.Refuse(access.ReasonNotFound, fmt.Sprintf("webhook %s not found", id))
+	}
+	return w, err
+}

@@ -34,7 +34,7 @@ type Scope struct {
 }
 
 // adminResources lists the valid RESOURCE parts of an admin scope.
-var adminResources = []string{"contractors", "services", "grants", "tokens", "reports", "audit", "policy", "*"}
+var adminResources = []string{"contractors", "services", "grants", "tokens", "reports", "audit", "policy", "webhooks", "*"}
 
 // adminActions lists the valid ACTION parts of an admin scope.
 var adminActions = []string{"read", "write", "*"}
