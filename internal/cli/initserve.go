@@ -10,6 +10,7 @@ import (
 
 	"latchkey/internal/audit"
 	"latchkey/internal/gateway"
+	"latchkey/internal/notify"
 	"latchkey/internal/server"
 	"latchkey/internal/timespec"
 	"latchkey/internal/token"
@@ -70,7 +71,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -88,7 +89,12 @@ The admin listener also serves /healthz, /readyz and Prometheus /metrics.
 Every signed audit checkpoint is written to DIR/checkpoints, one file per
 tree size, and to --checkpoint-dir if given. With --audit-sync full, every
 audit commit is also fsynced, so an acknowledged operation's record
-survives power loss, not only a crash of the process.`,
+survives power loss, not only a crash of the process.
+
+Webhooks (latchkey webhook add) are sent by this process, from a queue
+in the store: a failed delivery is retried --webhook-attempts times in
+all, after --webhook-backoff, then about 6, 24, 120, 360 and 720 times
+it, with jitter. Replicas sharing a store never send the same attempt.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
@@ -107,6 +113,8 @@ survives power loss, not only a crash of the process.`,
 		"how long the audit log waits to gather concurrent gateway requests into one commit: more throughput under heavy load, that much more latency under moderate load (0: no wait)")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
 	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
+	c.Flags().IntVar(&cfg.WebhookAttempts, "webhook-attempts", notify.DefaultAttempts, "most attempts per webhook delivery before it fails")
+	c.Flags().DurationVar(&cfg.WebhookBackoff, "webhook-backoff", notify.DefaultBackoff, "delay before a webhook delivery's first retry; later ones grow to 720 times it")
 	_ = c.RegisterFlagCompletionFunc("audit-sync", cobra.FixedCompletions([]string{"normal", "full"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.MarkFlagDirname("checkpoint-dir")
 	_ = c.MarkFlagRequired("data")
@@ -132,6 +140,12 @@ survives power loss, not only a crash of the process.`,
 		}
 		if cfg.TokenRate <= 0 || cfg.TokenBurst < 1 {
 			return usagef("--token-rate and --token-burst must be positive")
+		}
+		if cfg.WebhookAttempts < 1 || cfg.WebhookAttempts > 100 {
+			return usagef("--webhook-attempts %d: want 1 to 100", cfg.WebhookAttempts)
+		}
+		if cfg.WebhookBackoff < time.Millisecond || cfg.WebhookBackoff > time.Hour {
+			return usagef("--webhook-backoff %s: want 1ms to 1h", cfg.WebhookBackoff)
 		}
 		if cfg.AuditSync != "normal" && cfg.AuditSync != "full" {
 			return usagef("--audit-sync %q: want normal or full", trunc(cfg.AuditSync))

@@ -74,6 +74,9 @@ type Dispatcher struct {
 	cfg    DispatcherConfig
 	client *http.Client
 	wake   chan struct{}
+
+	mu   sync.Mutex
+	next time.Time // the earliest retry this dispatcher scheduled since Run last looked
 }
 
 // NewDispatcher validates cfg and returns a Dispatcher.
@@ -126,16 +129,25 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Run sends due deliveries until ctx is done: on every Wake and at least
-// every Poll. An attempt in flight when ctx ends is cut and recorded as
-// failed (to be retried, by this or another replica).
+// Run sends due deliveries until ctx is done: on every Wake, when a
+// retry it scheduled is due, and at least every Poll (for what other
+// replicas queued). An attempt in flight when ctx ends is cut and
+// recorded as failed (to be retried, by this or another replica).
 func (d *Dispatcher) Run(ctx context.Context) {
-	t := time.NewTicker(d.cfg.Poll)
+	t := time.NewTimer(d.cfg.Poll)
 	defer t.Stop()
 	for {
 		if _, err := d.Tick(ctx); err != nil && ctx.Err() == nil {
 			d.cfg.Log.Error("webhooks: dispatch failed", "err", err)
 		}
+		wait := d.cfg.Poll
+		d.mu.Lock()
+		if !d.next.IsZero() {
+			wait = min(wait, max(d.next.Sub(d.cfg.Now()), 0))
+			d.next = time.Time{}
+		}
+		d.mu.Unlock()
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
@@ -198,6 +210,11 @@ func (d *Dispatcher) attempt(ctx context.Context, dl store.Delivery) error {
 		a.State = store.DeliveryFailed
 	default:
 		a.State, a.NextAt = store.DeliveryPending, a.At.Add(d.backoff(a.N))
+		d.mu.Lock()
+		if d.next.IsZero() || a.NextAt.Before(d.next) {
+			d.next = a.NextAt
+		}
+		d.mu.Unlock()
 	}
 	if a.Error != "" {
 		d.cfg.Log.Warn("webhooks: delivery attempt failed", "delivery", dl.ID, "webhook", dl.WebhookID,

@@ -37,6 +37,7 @@ import (
 	"latchkey/internal/audit"
 	"latchkey/internal/gateway"
 	"latchkey/internal/metrics"
+	"latchkey/internal/notify"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store/sqlite"
@@ -110,6 +111,13 @@ type Config struct {
 	// CheckpointEvery is how often a checkpoint is signed while the log
 	// grows. Default DefaultCheckpointEvery.
 	CheckpointEvery time.Duration
+	// WebhookAttempts is the most attempts per webhook delivery before it
+	// fails. Zero: notify.DefaultAttempts.
+	WebhookAttempts int
+	// WebhookBackoff is the delay before a delivery's first retry; later
+	// retries wait longer (about 6x, 24x, ... up to 720x it). Zero:
+	// notify.DefaultBackoff.
+	WebhookBackoff time.Duration
 	// TLSCert and TLSKey are PEM files; when both are set the admin API
 	// serves HTTPS. Without them it serves plain HTTP, and only on a
 	// loopback address, since every request carries an admin token.
@@ -181,6 +189,8 @@ type instance struct {
 	st      *sqlite.Store
 	storage *sqlite.AuditStorage
 	audit   *audit.Log
+	hooks   *notify.Notifier   // queues webhook deliveries of the Authority's events
+	deliver *notify.Dispatcher // sends them (run by serve)
 }
 
 // close closes the audit log (after its batch in progress), then the store.
@@ -215,7 +225,12 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	}
 	in := &instance{st: st, storage: st.Audit(sync)}
 	in.audit = audit.New(in.storage, audit.Config{Linger: cfg.AuditLinger})
-	in.a, err = access.New(access.Config{Store: st, Box: box, MaxTTL: cfg.MaxTTL, Log: cfg.Log, Audit: in.audit})
+	if in.hooks, in.deliver, err = newWebhooks(cfg, st, box); err != nil {
+		in.close()
+		return nil, err
+	}
+	in.a, err = access.New(access.Config{Store: st, Box: box, MaxTTL: cfg.MaxTTL, Log: cfg.Log, Audit: in.audit,
+		Events: in.hooks.Notify})
 	if err != nil {
 		in.close()
 		return nil, err
@@ -349,7 +364,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	var stopping atomic.Bool
 	api, err := adminapi.New(adminapi.Config{
 		Authority: in.a, Usage: rec, Log: cfg.Log, Audit: in.audit, AuditStorage: in.storage, Checkpoints: cps.sign,
-		Metrics: reg.Handler(),
+		Metrics: reg.Handler(), Webhooks: in.hooks,
 		Ready: func(ctx context.Context) error {
 			if stopping.Load() {
 				return &adminapi.NotReady{Component: "server", Err: errors.New("shutting down")}
@@ -398,6 +413,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); cps.loop(cpCtx, cfg.CheckpointEvery) }()
 	defer func() { stopCheckpoints(); <-cpDone }()
+	defer runDispatcher(in.deliver)() // after the listeners drained: what they queued stays queued
 	select {
 	case err := <-errc:
 		srv.Close()
