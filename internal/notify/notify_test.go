@@ -609,3 +609,26 @@ func TestRunWakes(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestNotifyStoreDown: when the outbox cannot be written, Notify logs it
+// and returns (the change it reports is already done); it never panics.
+func TestNotifyStoreDown(t *testing.T) {
+	e := newEnv(t)
+	e.add(t, notify.NewWebhook{URL: "https://hooks.example.com/x"})
+	st, err := sqlite.Open(t.Context(), e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	n, err := notify.New(notify.Config{Store: st, Box: e.box, Now: e.clock.Now, Log: e.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Notify(t.Context(), e.revoked())
+	if !strings.Contains(e.logBuf.String(), "cannot queue webhook deliveries") {
+		t.Errorf("no error logged:\n%s", e.logBuf)
+	}
+	if got := deliveries(t, e, store.DeliveryFilter{}); len(got) != 0 {
+		t.Errorf("deliveries %+v", got)
+	}
+}
