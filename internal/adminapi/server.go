@@ -108,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 // an Allow header if another method serves the path, else 404.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pat := s.mux.Handler(probe); pat != "/v1/" {

@@ -50,6 +50,9 @@ func TestWebhooks(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %s", tc.method, tc.path, tc.body, status, body, tc.reason)
 		}
 	}
+	if status, body := call(t, e, "PUT", "/v1/webhooks/"+added.ID, e.root, ""); status != 405 || !strings.Contains(body, "method_not_allowed") {
+		t.Errorf("PUT /v1/webhooks/ID: %d %s", status, body)
+	}
 	if _, err := c.RemoveWebhook(ctx, added.ID); err != nil {
 		t.Fatal(err)
 	}
