@@ -68,6 +68,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccessReport", testAccessReport},
 		{"UnusedTokens", testUnusedTokens},
 		{"Concurrent", testConcurrent},
+		{"Requests/Create", testRequestCreate},
+		{"Requests/Approve", testRequestApprove},
+		{"Requests/Deny", testRequestDeny},
+		{"Requests/Fetch", testRequestFetch},
+		{"Requests/FetchConcurrent", testRequestFetchConcurrent},
+		{"Approvers", testApprovers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
