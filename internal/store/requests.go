@@ -25,7 +25,7 @@ const (
 // access). It never holds a token secret: the token is generated when it
 // is fetched, and only its id is kept.
 type AccessRequest struct {
-	ID         int64 // assigned by the store on create
+	ID         string // chosen by the caller (package access: rq_ and 16 base32 letters); unique
 	Contractor string
 	Requester  string        // id of the request-only token that asked
 	Scopes     []string      // canonical scopes asked for

@@ -276,13 +276,13 @@ type Store interface {
 	// it needs and before its ExpiresAt, in one transaction, so that of
 	// two concurrent calls exactly one succeeds.
 	//
-	// CreateRequest stores r (State must be RequestPending) and returns it
-	// with its ID set. ErrNotFound if the contractor does not exist,
-	// ErrDisabled if it is disabled.
-	CreateRequest(ctx context.Context, r AccessRequest) (AccessRequest, error)
+	// CreateRequest stores r (State must be RequestPending, without
+	// approvals). ErrConflict if the id exists, ErrNotFound if the
+	// contractor does not exist, ErrDisabled if it is disabled.
+	CreateRequest(ctx context.Context, r AccessRequest) error
 	// Request returns the request with that id, approvals included, or ErrNotFound.
-	Request(ctx context.Context, id int64) (AccessRequest, error)
-	// Requests returns the requests selected by f ordered by id.
+	Request(ctx context.Context, id string) (AccessRequest, error)
+	// Requests returns the requests selected by f ordered by creation time, id.
 	Requests(ctx context.Context, f RequestFilter) ([]AccessRequest, error)
 	// ApproveRequest adds a's approval to a pending request and, once it
 	// has need distinct approvers, makes it RequestApproved (DecidedBy
@@ -290,17 +290,17 @@ type Store interface {
 	// the request as stored. ErrNotFound; ErrRequestState if the request
 	// is not pending or a.At is not before its ExpiresAt; ErrConflict if
 	// a.Approver has already approved it (nothing changes).
-	ApproveRequest(ctx context.Context, id int64, a Approval, need int, expires time.Time) (AccessRequest, error)
+	ApproveRequest(ctx context.Context, id string, a Approval, need int, expires time.Time) (AccessRequest, error)
 	// DenyRequest makes a pending request RequestDenied (final).
 	// ErrNotFound; ErrRequestState if it is not pending or at is not
 	// before its ExpiresAt.
-	DenyRequest(ctx context.Context, id int64, by, reason string, at time.Time) error
+	DenyRequest(ctx context.Context, id string, by, reason string, at time.Time) error
 	// FetchRequest, in one transaction, makes an approved request
 	// RequestFetched (TokenID t.ID, FetchedAt at) and stores t as
 	// CreateToken does. ErrNotFound; ErrRequestState if it is not approved
 	// or at is not before its ExpiresAt (nothing is stored); CreateToken's
 	// errors for t.
-	FetchRequest(ctx context.Context, id int64, t Token, at time.Time) error
+	FetchRequest(ctx context.Context, id string, t Token, at time.Time) error
 	// AddApprover stores a; ErrConflict if that name is already in that group.
 	AddApprover(ctx context.Context, a Approver) error
 	// RemoveApprover removes name from group; ErrNotFound if not a member.

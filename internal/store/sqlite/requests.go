@@ -17,42 +17,41 @@ import (
 const requestColumns = `id, contractor, requester, scopes, ttl_ms, reason, state, created_at, expires_at,
 	decided_by, decided_at, deny_reason, token_id, fetched_at`
 
-// CreateRequest stores r and returns it with its ID set. store.ErrNotFound
-// if the contractor does not exist, store.ErrDisabled if it is disabled.
-func (s *Store) CreateRequest(ctx context.Context, r store.AccessRequest) (store.AccessRequest, error) {
+// CreateRequest stores r. store.ErrConflict if its id exists,
+// store.ErrNotFound if the contractor does not exist, store.ErrDisabled if
+// it is disabled.
+func (s *Store) CreateRequest(ctx context.Context, r store.AccessRequest) error {
 	if r.State != store.RequestPending || len(r.Approvals) > 0 {
-		return store.AccessRequest{}, fmt.Errorf("sqlite: create request: a new request is pending, without approvals")
+		return fmt.Errorf("sqlite: create request %q: a new request is pending, without approvals", r.ID)
 	}
 	if r.TTL < time.Millisecond {
-		return store.AccessRequest{}, fmt.Errorf("sqlite: create request: ttl %v is under a millisecond", r.TTL)
+		return fmt.Errorf("sqlite: create request %q: ttl %v is under a millisecond", r.ID, r.TTL)
 	}
 	scopes, err := encodeList(r.Scopes)
 	if err != nil {
-		return store.AccessRequest{}, fmt.Errorf("sqlite: create request: %w", err)
+		return fmt.Errorf("sqlite: create request %q: %w", r.ID, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
 		if err := contractorUsable(ctx, tx, r.Contractor); err != nil {
-			return fmt.Errorf("sqlite: create request: %w", err)
+			return fmt.Errorf("sqlite: create request %q: %w", r.ID, err)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO access_requests (`+requestColumns+`)
-			VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.Contractor, r.Requester, scopes, r.TTL.Milliseconds(), r.Reason, r.State, msec(r.CreatedAt),
+		_, err := tx.ExecContext(ctx, `INSERT INTO access_requests (`+requestColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Contractor, r.Requester, scopes, r.TTL.Milliseconds(), r.Reason, r.State, msec(r.CreatedAt),
 			msec(r.ExpiresAt), r.DecidedBy, msec(r.DecidedAt), r.DenyReason, r.TokenID, msec(r.FetchedAt))
-		if err != nil {
-			return fmt.Errorf("sqlite: create request: %w", err)
+		if isUnique(err) {
+			return fmt.Errorf("sqlite: request %q: %w", r.ID, store.ErrConflict)
 		}
-		r.ID, err = res.LastInsertId()
-		return err
+		if err != nil {
+			return fmt.Errorf("sqlite: create request %q: %w", r.ID, err)
+		}
+		return nil
 	})
-	if err != nil {
-		return store.AccessRequest{}, err
-	}
-	return s.Request(ctx, r.ID)
 }
 
 // Request returns the request with that id, approvals included, or
 // store.ErrNotFound.
-func (s *Store) Request(ctx context.Context, id int64) (store.AccessRequest, error) {
+func (s *Store) Request(ctx context.Context, id string) (store.AccessRequest, error) {
 	var rs []store.AccessRequest
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -60,15 +59,15 @@ func (s *Store) Request(ctx context.Context, id int64) (store.AccessRequest, err
 		return err
 	})
 	if err != nil {
-		return store.AccessRequest{}, fmt.Errorf("sqlite: request %d: %w", id, err)
+		return store.AccessRequest{}, fmt.Errorf("sqlite: request %q: %w", id, err)
 	}
 	if len(rs) == 0 {
-		return store.AccessRequest{}, fmt.Errorf("sqlite: request %d: %w", id, store.ErrNotFound)
+		return store.AccessRequest{}, fmt.Errorf("sqlite: request %q: %w", id, store.ErrNotFound)
 	}
 	return rs[0], nil
 }
 
-// Requests returns the requests selected by f ordered by id.
+// Requests returns the requests selected by f ordered by creation time, id.
 func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]store.AccessRequest, error) {
 	var where []string
 	var args []any
@@ -99,7 +98,7 @@ func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]store.Ac
 // queryRequests reads, inside tx, the requests selected by where (a WHERE
 // clause on access_requests, or "") with their approvals.
 func queryRequests(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]store.AccessRequest, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM access_requests `+where+` ORDER BY id`, args...)
+	rows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM access_requests `+where+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +106,7 @@ func queryRequests(ctx context.Context, tx *sql.Tx, where string, args ...any) (
 	if err != nil || len(rs) == 0 {
 		return rs, err
 	}
-	byID := make(map[int64]int, len(rs))
+	byID := make(map[string]int, len(rs))
 	for i, r := range rs {
 		byID[r.ID] = i
 	}
@@ -118,7 +117,7 @@ func queryRequests(ctx context.Context, tx *sql.Tx, where string, args ...any) (
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id int64
+		var id string
 		var a store.Approval
 		var at sql.NullInt64
 		if err := rows.Scan(&id, &a.Approver, &a.TokenID, &at); err != nil {
@@ -145,7 +144,7 @@ func scanRequest(rows *sql.Rows) (store.AccessRequest, error) {
 	r.TTL = time.Duration(ttl) * time.Millisecond
 	r.CreatedAt, r.ExpiresAt, r.DecidedAt, r.FetchedAt = timeOf(created), timeOf(expires), timeOf(decided), timeOf(fetched)
 	if r.Scopes, err = decodeList(scopes); err != nil {
-		return store.AccessRequest{}, fmt.Errorf("request %d: %w", r.ID, err)
+		return store.AccessRequest{}, fmt.Errorf("request %q: %w", r.ID, err)
 	}
 	return r, nil
 }
@@ -153,26 +152,26 @@ func scanRequest(rows *sql.Rows) (store.AccessRequest, error) {
 // lockRequest reads, inside a write transaction, a request's state and
 // expiry; store.ErrNotFound if there is none, store.ErrRequestState if it
 // is not in state want or at is not before its expiry.
-func lockRequest(ctx context.Context, tx *sql.Tx, id int64, want string, at time.Time) error {
+func lockRequest(ctx context.Context, tx *sql.Tx, id string, want string, at time.Time) error {
 	var state string
 	var expires sql.NullInt64
 	err := tx.QueryRowContext(ctx, `SELECT state, expires_at FROM access_requests WHERE id = ?`, id).Scan(&state, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("request %d: %w", id, store.ErrNotFound)
+		return fmt.Errorf("request %q: %w", id, store.ErrNotFound)
 	case err != nil:
-		return fmt.Errorf("request %d: %w", id, err)
+		return fmt.Errorf("request %q: %w", id, err)
 	case state != want:
-		return fmt.Errorf("request %d is %s: %w", id, state, store.ErrRequestState)
+		return fmt.Errorf("request %q is %s: %w", id, state, store.ErrRequestState)
 	case !at.Before(timeOf(expires)):
-		return fmt.Errorf("request %d has expired: %w", id, store.ErrRequestState)
+		return fmt.Errorf("request %q has expired: %w", id, store.ErrRequestState)
 	}
 	return nil
 }
 
 // ApproveRequest adds a's approval to a pending request and approves the
 // request once need distinct approvers have approved it.
-func (s *Store) ApproveRequest(ctx context.Context, id int64, a store.Approval, need int, expires time.Time) (store.AccessRequest, error) {
+func (s *Store) ApproveRequest(ctx context.Context, id string, a store.Approval, need int, expires time.Time) (store.AccessRequest, error) {
 	if err := nonZero(a.At); err != nil {
 		return store.AccessRequest{}, err
 	}
@@ -183,14 +182,14 @@ func (s *Store) ApproveRequest(ctx context.Context, id int64, a store.Approval, 
 		_, err := tx.ExecContext(ctx, `INSERT INTO request_approvals (request_id, approver, token_id, at) VALUES (?, ?, ?, ?)`,
 			id, a.Approver, a.TokenID, msec(a.At))
 		if isUnique(err) {
-			return fmt.Errorf("sqlite: approve request %d: %q already approved it: %w", id, a.Approver, store.ErrConflict)
+			return fmt.Errorf("sqlite: approve request %q: %q already approved it: %w", id, a.Approver, store.ErrConflict)
 		}
 		if err != nil {
-			return fmt.Errorf("sqlite: approve request %d: %w", id, err)
+			return fmt.Errorf("sqlite: approve request %q: %w", id, err)
 		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM request_approvals WHERE request_id = ?`, id).Scan(&n); err != nil {
-			return fmt.Errorf("sqlite: approve request %d: %w", id, err)
+			return fmt.Errorf("sqlite: approve request %q: %w", id, err)
 		}
 		if n < need {
 			return nil
@@ -198,7 +197,7 @@ func (s *Store) ApproveRequest(ctx context.Context, id int64, a store.Approval, 
 		_, err = tx.ExecContext(ctx, `UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?, expires_at = ? WHERE id = ?`,
 			store.RequestApproved, a.Approver, msec(a.At), msec(expires), id)
 		if err != nil {
-			return fmt.Errorf("sqlite: approve request %d: %w", id, err)
+			return fmt.Errorf("sqlite: approve request %q: %w", id, err)
 		}
 		return nil
 	})
@@ -209,7 +208,7 @@ func (s *Store) ApproveRequest(ctx context.Context, id int64, a store.Approval, 
 }
 
 // DenyRequest makes a pending request denied.
-func (s *Store) DenyRequest(ctx context.Context, id int64, by, reason string, at time.Time) error {
+func (s *Store) DenyRequest(ctx context.Context, id string, by, reason string, at time.Time) error {
 	if err := nonZero(at); err != nil {
 		return err
 	}
@@ -220,7 +219,7 @@ func (s *Store) DenyRequest(ctx context.Context, id int64, by, reason string, at
 		_, err := tx.ExecContext(ctx, `UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?, deny_reason = ? WHERE id = ?`,
 			store.RequestDenied, by, msec(at), reason, id)
 		if err != nil {
-			return fmt.Errorf("sqlite: deny request %d: %w", id, err)
+			return fmt.Errorf("sqlite: deny request %q: %w", id, err)
 		}
 		return nil
 	})
@@ -228,7 +227,7 @@ func (s *Store) DenyRequest(ctx context.Context, id int64, by, reason string, at
 
 // FetchRequest makes an approved request fetched and stores its token, in
 // one transaction.
-func (s *Store) FetchRequest(ctx context.Context, id int64, t store.Token, at time.Time) error {
+func (s *Store) FetchRequest(ctx context.Context, id string, t store.Token, at time.Time) error {
 	if err := nonZero(at); err != nil {
 		return err
 	}
@@ -242,7 +241,7 @@ func (s *Store) FetchRequest(ctx context.Context, id int64, t store.Token, at ti
 		_, err := tx.ExecContext(ctx, `UPDATE access_requests SET state = ?, token_id = ?, fetched_at = ? WHERE id = ?`,
 			store.RequestFetched, t.ID, msec(at), id)
 		if err != nil {
-			return fmt.Errorf("sqlite: fetch request %d: %w", id, err)
+			return fmt.Errorf("sqlite: fetch request %q: %w", id, err)
 		}
 		return nil
 	})

@@ -9,42 +9,36 @@ import (
 )
 
 // request is a pending request of contractor, created at t0, lapsing a day later.
-func request(contractor string, scopes ...string) store.AccessRequest {
+func request(id, contractor string, scopes ...string) store.AccessRequest {
 	return store.AccessRequest{
-		Contractor: contractor, Requester: "reqtok-" + contractor, Scopes: scopes,
+		ID: id, Contractor: contractor, Requester: "reqtok-" + contractor, Scopes: scopes,
 		TTL: 8 * time.Hour, Reason: "ticket 42", State: store.RequestPending,
 		CreatedAt: t0, ExpiresAt: at(day),
 	}
 }
 
-// mustRequest stores r and returns it with its ID.
+// mustRequest stores r and returns it.
 func mustRequest(t *testing.T, s store.Store, r store.AccessRequest) store.AccessRequest {
 	t.Helper()
-	got, err := s.CreateRequest(ctx(t), r)
-	check(t, "CreateRequest", err)
-	return got
+	check(t, "CreateRequest", s.CreateRequest(ctx(t), r))
+	return r
 }
 
 func testRequestCreate(t *testing.T, s store.Store) {
 	mustContractor(t, s, "alice")
 	mustContractor(t, s, "bob")
-	a := request("alice", "wiki:read:/**", "git:GET:/x")
-	got := mustRequest(t, s, a)
-	if got.ID == 0 {
-		t.Fatal("CreateRequest: ID is zero")
-	}
-	a.ID = got.ID
-	diff(t, "CreateRequest result", a, got)
-	b := mustRequest(t, s, request("bob", "wiki:read:/**"))
-	if b.ID == a.ID {
-		t.Fatalf("two requests share ID %d", a.ID)
-	}
+	a := mustRequest(t, s, request("rq_b", "alice", "wiki:read:/**", "git:GET:/x"))
+	b := request("rq_a", "bob", "wiki:read:/**")
+	b.CreatedAt = at(time.Second)
+	mustRequest(t, s, b)
+	dup := request("rq_b", "bob", "wiki:read:/**")
+	wantErr(t, "CreateRequest with a taken id", s.CreateRequest(ctx(t), dup), store.ErrConflict)
 	one, err := s.Request(ctx(t), a.ID)
 	check(t, "Request", err)
 	diff(t, "Request", a, one)
 	all, err := s.Requests(ctx(t), store.RequestFilter{})
 	check(t, "Requests", err)
-	diff(t, "Requests (ordered by id)", []store.AccessRequest{a, b}, all)
+	diff(t, "Requests (ordered by creation time)", []store.AccessRequest{a, b}, all)
 	mine, err := s.Requests(ctx(t), store.RequestFilter{Contractor: "bob"})
 	check(t, "Requests bob", err)
 	diff(t, "Requests bob", []store.AccessRequest{b}, mine)
@@ -52,19 +46,17 @@ func testRequestCreate(t *testing.T, s store.Store) {
 	check(t, "Requests approved", err)
 	diff(t, "Requests approved", []store.AccessRequest(nil), none)
 
-	_, err = s.Request(ctx(t), 9999)
+	_, err = s.Request(ctx(t), "rq_nope")
 	wantErr(t, "Request unknown", err, store.ErrNotFound)
-	_, err = s.CreateRequest(ctx(t), request("nobody", "wiki:read:/**"))
-	wantErr(t, "CreateRequest unknown contractor", err, store.ErrNotFound)
+	wantErr(t, "CreateRequest unknown contractor", s.CreateRequest(ctx(t), request("rq_c", "nobody", "wiki:read:/**")), store.ErrNotFound)
 	mustContractor(t, s, "gone")
 	offboard(t, s, "gone")
-	_, err = s.CreateRequest(ctx(t), request("gone", "wiki:read:/**"))
-	wantErr(t, "CreateRequest disabled contractor", err, store.ErrDisabled)
+	wantErr(t, "CreateRequest disabled contractor", s.CreateRequest(ctx(t), request("rq_d", "gone", "wiki:read:/**")), store.ErrDisabled)
 }
 
 func testRequestApprove(t *testing.T, s store.Store) {
 	mustContractor(t, s, "alice")
-	r := mustRequest(t, s, request("alice", "wiki:read:/**"))
+	r := mustRequest(t, s, request("rq_1", "alice", "wiki:read:/**"))
 	first := store.Approval{Approver: "carol", TokenID: "tokcarol", At: at(time.Hour)}
 	got, err := s.ApproveRequest(ctx(t), r.ID, first, 2, at(2*day))
 	check(t, "ApproveRequest 1 of 2", err)
@@ -86,10 +78,10 @@ func testRequestApprove(t *testing.T, s store.Store) {
 	third := store.Approval{Approver: "erin", TokenID: "tokerin", At: at(4 * time.Hour)}
 	_, err = s.ApproveRequest(ctx(t), r.ID, third, 2, at(2*day))
 	wantErr(t, "ApproveRequest of an approved request", err, store.ErrRequestState)
-	_, err = s.ApproveRequest(ctx(t), 9999, third, 1, at(2*day))
+	_, err = s.ApproveRequest(ctx(t), "rq_nope", third, 1, at(2*day))
 	wantErr(t, "ApproveRequest unknown", err, store.ErrNotFound)
 
-	late := mustRequest(t, s, request("alice", "wiki:read:/**"))
+	late := mustRequest(t, s, request("rq_2", "alice", "wiki:read:/**"))
 	_, err = s.ApproveRequest(ctx(t), late.ID, store.Approval{Approver: "carol", At: at(day)}, 1, at(2*day))
 	wantErr(t, "ApproveRequest at its expiry", err, store.ErrRequestState)
 	got, err = s.Request(ctx(t), late.ID)
@@ -102,7 +94,7 @@ func testRequestApprove(t *testing.T, s store.Store) {
 
 func testRequestDeny(t *testing.T, s store.Store) {
 	mustContractor(t, s, "alice")
-	r := mustRequest(t, s, request("alice", "wiki:read:/**"))
+	r := mustRequest(t, s, request("rq_3", "alice", "wiki:read:/**"))
 	check(t, "DenyRequest", s.DenyRequest(ctx(t), r.ID, "carol", "not needed", at(time.Hour)))
 	got, err := s.Request(ctx(t), r.ID)
 	check(t, "Request", err)
@@ -111,14 +103,14 @@ func testRequestDeny(t *testing.T, s store.Store) {
 	wantErr(t, "DenyRequest again", s.DenyRequest(ctx(t), r.ID, "dave", "x", at(2*time.Hour)), store.ErrRequestState)
 	_, err = s.ApproveRequest(ctx(t), r.ID, store.Approval{Approver: "dave", At: at(2 * time.Hour)}, 1, at(2*day))
 	wantErr(t, "ApproveRequest of a denied request", err, store.ErrRequestState)
-	wantErr(t, "DenyRequest unknown", s.DenyRequest(ctx(t), 9999, "carol", "x", at(time.Hour)), store.ErrNotFound)
-	late := mustRequest(t, s, request("alice", "wiki:read:/**"))
+	wantErr(t, "DenyRequest unknown", s.DenyRequest(ctx(t), "rq_nope", "carol", "x", at(time.Hour)), store.ErrNotFound)
+	late := mustRequest(t, s, request("rq_4", "alice", "wiki:read:/**"))
 	wantErr(t, "DenyRequest at its expiry", s.DenyRequest(ctx(t), late.ID, "carol", "x", at(day)), store.ErrRequestState)
 }
 
 func testRequestFetch(t *testing.T, s store.Store) {
 	mustContractor(t, s, "alice")
-	r := mustRequest(t, s, request("alice", "wiki:read:/**"))
+	r := mustRequest(t, s, request("rq_5", "alice", "wiki:read:/**"))
 	tok := token("tokfetched01", "alice", at(9*time.Hour), "wiki:read:/**")
 	wantErr(t, "FetchRequest of a pending request", s.FetchRequest(ctx(t), r.ID, tok, at(time.Hour)), store.ErrRequestState)
 	_, err := s.ApproveRequest(ctx(t), r.ID, store.Approval{Approver: "carol", TokenID: "tokcarol", At: at(time.Hour)}, 1, at(2*day))
@@ -136,7 +128,7 @@ func testRequestFetch(t *testing.T, s store.Store) {
 	}
 	other := token("tokfetched02", "alice", at(9*time.Hour), "wiki:read:/**")
 	wantErr(t, "FetchRequest twice", s.FetchRequest(ctx(t), r.ID, other, at(3*time.Hour)), store.ErrRequestState)
-	wantErr(t, "FetchRequest unknown", s.FetchRequest(ctx(t), 9999, other, at(3*time.Hour)), store.ErrNotFound)
+	wantErr(t, "FetchRequest unknown", s.FetchRequest(ctx(t), "rq_nope", other, at(3*time.Hour)), store.ErrNotFound)
 	if _, err := s.Token(ctx(t), other.ID); err == nil {
 		t.Error("a second FetchRequest stored its token")
 	}
@@ -146,7 +138,7 @@ func testRequestFetch(t *testing.T, s store.Store) {
 // goroutines: exactly one succeeds and exactly one token is stored.
 func testRequestFetchConcurrent(t *testing.T, s store.Store) {
 	mustContractor(t, s, "alice")
-	r := mustRequest(t, s, request("alice", "wiki:read:/**"))
+	r := mustRequest(t, s, request("rq_6", "alice", "wiki:read:/**"))
 	_, err := s.ApproveRequest(ctx(t), r.ID, store.Approval{Approver: "carol", At: at(time.Hour)}, 1, at(2*day))
 	check(t, "ApproveRequest", err)
 	const n = 8

@@ -11,9 +11,10 @@
 --   decided_by, approver    TEXT     an approver's identity: the note of the
 --                                    admin token that approved or denied.
 --   No token secret is ever stored here: the token is generated at fetch.
--- AUTOINCREMENT: a request id is never handed out twice.
+--   access_requests.id      TEXT     chosen by package access: "rq_" and 16
+--                                    letters of lowercase base32.
 CREATE TABLE access_requests (
-	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	id          TEXT    PRIMARY KEY NOT NULL,
 	contractor  TEXT    NOT NULL REFERENCES contractors (name),
 	requester   TEXT    NOT NULL,
 	scopes      TEXT,
@@ -34,7 +35,7 @@ CREATE INDEX access_requests_by_contractor ON access_requests (contractor);
 -- One row per distinct approver of a request: the key makes a second
 -- approval by the same approver a conflict, so it never counts twice.
 CREATE TABLE request_approvals (
-	request_id INTEGER NOT NULL REFERENCES access_requests (id),
+	request_id TEXT    NOT NULL REFERENCES access_requests (id),
 	approver   TEXT    NOT NULL,
 	token_id   TEXT    NOT NULL,
 	at         INTEGER,
