@@ -484,3 +484,6 @@ func (a *Authority) RemoveApprover(ctx context.Context, by Actor, group, name st
 func (a *Authority) Approvers(ctx context.Context) ([]store.Approver, error) {
 	return a.cfg.Store.Approvers(ctx)
 }
+
+// RequestApprovals returns how many distinct approvals a request needs.
+func (a *Authority) RequestApprovals() int { return a.cfg.RequestApprovals }
