@@ -339,12 +339,16 @@ func (c *Client) CreateRequest(ctx context.Context, nr NewRequest) (out AccessRe
 	return out, c.post(ctx, "/v1/self/requests", nr, &out)
 }
 
-// Requests lists access requests in state (all if ""): every request for
-// an admin token, its own for a contractor's request-only token.
-func (c *Client) Requests(ctx context.Context, state string) (out []AccessRequest, err error) {
+// Requests lists access requests in state (all if ""), of contractor
+// (all if ""): for an admin token; a contractor's request-only token
+// lists its own, and contractor must be "".
+func (c *Client) Requests(ctx context.Context, state, contractor string) (out []AccessRequest, err error) {
 	q := url.Values{}
 	if state != "" {
 		q.Set("state", state)
+	}
+	if contractor != "" {
+		q.Set("contractor", contractor)
 	}
 	path := "/v1/requests"
 	if c.selfToken() {

@@ -80,7 +80,7 @@ func TestRequestAPI(t *testing.T) {
 	if reasonOf(err) != "approver_unknown" {
 		t.Errorf("approval by a token without a note: %v", err)
 	}
-	mine, err := alice.Requests(ctx, "pending")
+	mine, err := alice.Requests(ctx, "pending", "")
 	if err != nil || len(mine) != 1 || mine[0].ID != r.ID {
 		t.Errorf("own pending requests: %+v, %v", mine, err)
 	}
@@ -88,7 +88,7 @@ func TestRequestAPI(t *testing.T) {
 	if r, err = bob.ApproveRequest(ctx, r.ID); err != nil || r.State != "approved" || r.DecidedBy != "bob" {
 		t.Fatalf("approve: %+v, %v", r, err)
 	}
-	all, err := bob.Requests(ctx, "")
+	all, err := bob.Requests(ctx, "", "alice")
 	if err != nil || len(all) != 1 || len(all[0].Approvals) != 1 || all[0].Approvals[0].Approver != "bob" {
 		t.Errorf("all requests: %+v, %v", all, err)
 	}

@@ -71,21 +71,22 @@ Its lifetime counts from the approval. Prints the request id.`,
 }
 
 func requestListCmd(g *globals) *cobra.Command {
-	var state string
+	var state, contractor string
 	c := &cobra.Command{
-		Use:   "list [--state S]",
+		Use:   "list [--state S] [--contractor C]",
 		Short: "List access requests (all with an admin token, your own with a request-only token)",
 		Args:  cobra.NoArgs,
 	}
 	out := addOutput(c, formatTable, formatJSON)
 	c.Flags().StringVar(&state, "state", "", "only requests in this state: "+strings.Join(requestStates, ", "))
+	c.Flags().StringVar(&contractor, "contractor", "", "only this contractor's requests (admin tokens)")
 	_ = c.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(requestStates, cobra.ShellCompDirectiveNoFileComp))
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		if state != "" && !slices.Contains(requestStates, state) {
 			return usagef("--state %q: want one of %s", trunc(state), strings.Join(requestStates, ", "))
 		}
 		return runAPIList(cmd, g, out, func(ctx context.Context, c *adminapi.Client) ([]adminapi.AccessRequest, error) {
-			return c.Requests(ctx, state)
+			return c.Requests(ctx, state, contractor)
 		}, requestTable)
 	}
 	return c
