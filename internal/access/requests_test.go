@@ -395,3 +395,90 @@ func TestRequestOnlyToken(t *testing.T) {
 	_, err = e.a.AddService(ctx, root, "latchkey", "http://127.0.0.1:9", []access.Header{{"X", "y"}})
 	wantReason(t, "service named latchkey", err, access.ReasonInvalid)
 }
+
+func TestRequestMoreRefusals(t *testing.T) {
+	e := newReqEnv(t, 1)
+	ctx := t.Context()
+	me := e.requester(t)
+
+	// At most 16 pending requests per contractor; expired ones do not count.
+	for i := range 16 {
+		if _, err := e.a.CreateRequest(ctx, me, "alice", ask); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	_, err := e.a.CreateRequest(ctx, me, "alice", ask)
+	wantReason(t, "17th pending request", err, access.ReasonTooManyRequests)
+	e.clock.Add(access.DefaultRequestTTL)
+	r, err := e.a.CreateRequest(ctx, me, "alice", ask)
+	if err != nil {
+		t.Fatalf("request after the others expired: %v", err)
+	}
+
+	// Fetched in the last second of the token's life: refused, not a
+	// token that is dead on arrival.
+	if _, err := e.a.ApproveRequest(ctx, approver("bob"), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(ask.TTL - 500*time.Millisecond)
+	_, err = e.a.FetchRequest(ctx, me, "alice", r.ID)
+	wantReason(t, "fetch in the token's last second", err, access.ReasonRequestExpired)
+
+	// Offboarding stops everything of the contractor's requests.
+	r, err = e.a.CreateRequest(ctx, me, "alice", ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.Offboard(ctx, root, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.a.ApproveRequest(ctx, approver("bob"), r.ID)
+	wantReason(t, "approve for an offboarded contractor", err, access.ReasonContractorDisabled)
+	_, err = e.a.CreateRequest(ctx, me, "alice", ask)
+	wantReason(t, "request by an offboarded contractor", err, access.ReasonContractorDisabled)
+}
+
+// TestRequestConcurrentApprovals: with one approval needed, of two
+// approvers at once exactly one approves and the other is told it is
+// decided; with two needed, one approver twice at once counts once.
+func TestRequestConcurrentApprovals(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		need      int
+		approvers []string
+		reason    string
+	}{
+		{"two approvers, one needed", 1, []string{"bob", "carol"}, access.ReasonRequestDecided},
+		{"one approver twice, two needed", 2, []string{"bob", "bob"}, access.ReasonAlreadyApproved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newReqEnv(t, tc.need)
+			ctx := t.Context()
+			if _, err := e.a.AddApprover(ctx, root, "sre", "carol"); err != nil {
+				t.Fatal(err)
+			}
+			r, err := e.a.CreateRequest(ctx, e.requester(t), "alice", ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := make([]error, len(tc.approvers))
+			var wg sync.WaitGroup
+			for i, name := range tc.approvers {
+				wg.Go(func() { _, errs[i] = e.a.ApproveRequest(ctx, approver(name), r.ID) })
+			}
+			wg.Wait()
+			ok := 0
+			for _, err := range errs {
+				if err == nil {
+					ok++
+				} else {
+					wantReason(t, "losing approval", err, tc.reason)
+				}
+			}
+			got, _ := e.a.Request(ctx, r.ID)
+			if ok != 1 || len(got.Approvals) != 1 {
+				t.Errorf("%d approvals succeeded, %d stored; want 1 and 1", ok, len(got.Approvals))
+			}
+		})
+	}
+}
