@@ -63,6 +63,14 @@ func requestOnly(scopes []string) bool {
 	return len(scopes) == 1 && scopes[0] == scope.Request
 }
 
+// requested is the IssueRequest of a request's token, which newToken
+// checks as it checks Issue's (scopes within live grants, TTL within the
+// maximum, engagement) at creation, at each approval and at fetch. Any
+// mark that a token went through approval belongs here, once.
+func requested(contractor string, scopes []string, ttl time.Duration, note string) IssueRequest {
+	return IssueRequest{Contractor: contractor, Scopes: scopes, TTL: ttl, Note: note}
+}
+
 // requester refuses an actor whose token is not a request-only token.
 func requester(by Actor) error {
 	for _, s := range by.Scopes {
@@ -148,7 +156,7 @@ func (a *Authority) newRequest(ctx context.Context, by Actor, contractor string,
 		return store.AccessRequest{}, err
 	}
 	// Checked as Issue checks a token that would be issued now.
-	t, err := a.newToken(ctx, by, IssueRequest{Contractor: contractor, Scopes: nr.Scopes, TTL: ttl})
+	t, err := a.newToken(ctx, by, requested(contractor, nr.Scopes, ttl, ""))
 	if err != nil {
 		return store.AccessRequest{}, err
 	}
@@ -310,7 +318,7 @@ func (a *Authority) ApproveRequest(ctx context.Context, by Actor, id string) (r 
 			}
 		}
 		// The token that would be issued now must pass every check of Issue.
-		if _, err := a.newToken(ctx, by, IssueRequest{Contractor: r.Contractor, Scopes: r.Scopes, TTL: r.TTL}); err != nil {
+		if _, err := a.newToken(ctx, by, requested(r.Contractor, r.Scopes, r.TTL, "")); err != nil {
 			return err
 		}
 		ap = store.Approval{Approver: by.Name, TokenID: by.TokenID, At: now}
@@ -412,7 +420,7 @@ func (a *Authority) FetchRequest(ctx context.Context, by Actor, contractor, id s
 			return refuse(ReasonRequestExpired, "the token of request %s would expire at %s: fetched too late",
 				id, r.DecidedAt.Add(r.TTL).Format(time.RFC3339))
 		}
-		t, err := a.newToken(ctx, by, IssueRequest{Contractor: contractor, Scopes: r.Scopes, TTL: left, Note: "access request " + id})
+		t, err := a.newToken(ctx, by, requested(contractor, r.Scopes, left, "access request "+id))
 		if err != nil {
 			return err
 		}

@@ -78,6 +78,8 @@ type Removed struct {
 	Removed bool   `json:"removed"`
 }
 
+// The statuses of access request refusals join statusOf here, beside the
+// routes that answer them.
 func init() {
 	maps.Copy(statusOf, map[string]int{
 		access.ReasonSelfApproval:    http.StatusForbidden,
