@@ -95,6 +95,12 @@ type Config struct {
 	Events func(context.Context, Event)
 	// Log is the application log (never the audit log). Default slog.Default().
 	Log *slog.Logger
+	// RequestApprovals is how many distinct approvers an access request
+	// needs (requests.go). Default 1.
+	RequestApprovals int
+	// RequestTTL is how long an access request waits for its approvals,
+	// and an approved one for its fetch. Default DefaultRequestTTL.
+	RequestTTL time.Duration
 }
 
 // Authority enforces the rules. It is safe for concurrent use.
@@ -114,6 +120,15 @@ func New(cfg Config) (*Authority, error) {
 	}
 	if cfg.MaxTTL == 0 {
 		cfg.MaxTTL = DefaultMaxTTL
+	}
+	if cfg.RequestApprovals < 0 || cfg.RequestTTL < 0 {
+		return nil, fmt.Errorf("access: negative RequestApprovals %d or RequestTTL %v", cfg.RequestApprovals, cfg.RequestTTL)
+	}
+	if cfg.RequestApprovals == 0 {
+		cfg.RequestApprovals = 1
+	}
+	if cfg.RequestTTL == 0 {
+		cfg.RequestTTL = DefaultRequestTTL
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

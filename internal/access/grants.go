@@ -121,6 +121,9 @@ func (a *Authority) resourceScopes(ctx context.Context, scopes []string) (scope.
 		if s.IsAdmin() {
 			return nil, refuse(ReasonInvalid, "scope %q is an admin scope: contractors cannot hold admin scopes", s)
 		}
+		if s.IsRequest() {
+			return nil, refuse(ReasonInvalid, "scope %q is the request scope: it is issued alone, without a grant", s)
+		}
 		if svc := s.Service(); svc != "*" {
 			if _, err := a.cfg.Store.Service(ctx, svc); err != nil {
 				return nil, storeErr(err, fmt.Sprintf("service %q of scope %q", svc, s))

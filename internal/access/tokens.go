@@ -241,6 +241,9 @@ func (a *Authority) checkContractor(ctx context.Context, t *store.Token, now tim
 		return refuse(ReasonPastEngagement, "token would expire at %s, after contractor %q's engagement end %s",
 			t.ExpiresAt.Format(time.RFC3339), c.Name, c.Until.Format(time.RFC3339))
 	}
+	if requestOnly(t.Scopes) {
+		return nil // a request-only token needs no grant (requests.go)
+	}
 	set, err := a.resourceScopes(ctx, t.Scopes)
 	if err != nil {
 		return err

@@ -328,3 +328,71 @@ func (l *lineCounter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// selfToken reports whether the client holds a contractor (lk_) token,
+// which uses the /v1/self/ routes.
+func (c *Client) selfToken() bool { return strings.HasPrefix(c.Token, "lk_") }
+
+// CreateRequest asks for access; the client's token is a request-only
+// contractor token.
+func (c *Client) CreateRequest(ctx context.Context, nr NewRequest) (out AccessRequest, err error) {
+	return out, c.post(ctx, "/v1/self/requests", nr, &out)
+}
+
+// Requests lists access requests in state (all if ""), of contractor
+// (all if ""): for an admin token; a contractor's request-only token
+// lists its own, and contractor must be "".
+func (c *Client) Requests(ctx context.Context, state, contractor string) (out []AccessRequest, err error) {
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if contractor != "" {
+		q.Set("contractor", contractor)
+	}
+	path := "/v1/requests"
+	if c.selfToken() {
+		path = "/v1/self/requests"
+	}
+	return out, c.get(ctx, path, q, &out)
+}
+
+// ShowRequest shows one access request (a contractor's own, for a
+// contractor token).
+func (c *Client) ShowRequest(ctx context.Context, id string) (out AccessRequest, err error) {
+	path := "/v1/requests/"
+	if c.selfToken() {
+		path = "/v1/self/requests/"
+	}
+	return out, c.get(ctx, path+url.PathEscape(id), nil, &out)
+}
+
+// ApproveRequest approves an access request.
+func (c *Client) ApproveRequest(ctx context.Context, id string) (out AccessRequest, err error) {
+	return out, c.post(ctx, "/v1/requests/"+url.PathEscape(id)+"/approve", nil, &out)
+}
+
+// DenyRequest denies an access request, for reason.
+func (c *Client) DenyRequest(ctx context.Context, id, reason string) (out AccessRequest, err error) {
+	return out, c.post(ctx, "/v1/requests/"+url.PathEscape(id)+"/deny", Denial{reason}, &out)
+}
+
+// FetchRequest fetches the token of an approved request, once.
+func (c *Client) FetchRequest(ctx context.Context, id string) (out IssuedToken, err error) {
+	return out, c.post(ctx, "/v1/self/requests/"+url.PathEscape(id)+"/fetch", nil, &out)
+}
+
+// Approvers lists approver group memberships.
+func (c *Client) Approvers(ctx context.Context) (out []Approver, err error) {
+	return out, c.get(ctx, "/v1/approvers", nil, &out)
+}
+
+// AddApprover adds name to an approver group.
+func (c *Client) AddApprover(ctx context.Context, group, name string) (out Approver, err error) {
+	return out, c.post(ctx, "/v1/approvers", NewApprover{group, name}, &out)
+}
+
+// RemoveApprover removes name from an approver group.
+func (c *Client) RemoveApprover(ctx context.Context, group, name string) (out ApproverRemoved, err error) {
+	return out, c.post(ctx, "/v1/approvers/remove", NewApprover{group, name}, &out)
+}

@@ -68,10 +68,10 @@ It is an error if DIR already holds a store.`,
 
 func serveCmd() *cobra.Command {
 	var cfg server.Config
-	var maxTTL string
+	var maxTTL, requestTTL string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -115,6 +115,8 @@ it, with jitter. Replicas sharing a store never send the same attempt.`,
 	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
 	c.Flags().IntVar(&cfg.WebhookAttempts, "webhook-attempts", notify.DefaultAttempts, "most attempts per webhook delivery before it fails")
 	c.Flags().DurationVar(&cfg.WebhookBackoff, "webhook-backoff", notify.DefaultBackoff, "delay before a webhook delivery's first retry; later ones grow to 720 times it")
+	c.Flags().IntVar(&cfg.RequestApprovals, "request-approvals", 1, "distinct approvers an access request needs")
+	c.Flags().StringVar(&requestTTL, "request-ttl", "", "how long an access request waits for approval, and an approved one for its fetch (default 24h)")
 	_ = c.RegisterFlagCompletionFunc("audit-sync", cobra.FixedCompletions([]string{"normal", "full"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.MarkFlagDirname("checkpoint-dir")
 	_ = c.MarkFlagRequired("data")
@@ -125,6 +127,12 @@ it, with jitter. Replicas sharing a store never send the same attempt.`,
 			return err
 		}
 		cfg.MaxTTL = d
+		if cfg.RequestTTL, err = parseDuration("request-ttl", requestTTL); err != nil {
+			return err
+		}
+		if cfg.RequestApprovals < 1 || cfg.RequestApprovals > 16 {
+			return usagef("--request-approvals %d: want 1 to 16", cfg.RequestApprovals)
+		}
 		for _, p := range proxies {
 			pre, err := netip.ParsePrefix(p)
 			if err != nil {

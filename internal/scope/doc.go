@@ -7,9 +7,9 @@
 // In ABNF (RFC 5234). Every quoted string is case-sensitive, as if written
 // with RFC 7405's %s prefix: "GET" is a method, "get" is not.
 //
-//	scope          = resource-scope / admin-scope
+//	scope          = resource-scope / admin-scope / request-scope
 //	resource-scope = service ":" methods ":" path
-//	service        = "*" / name              ; name is never "admin"
+//	service        = "*" / name              ; name is never "admin" nor "latchkey"
 //	name           = %x61-7A 0*62( %x61-7A / DIGIT / "-" )
 //	methods        = "*" / method-item *( "," method-item )
 //	                                         ; no item twice
@@ -29,8 +29,10 @@
 //	HEXUP          = DIGIT / "A" / "B" / "C" / "D" / "E" / "F"
 //	admin-scope    = "admin:*" / "admin:" resource ":" action
 //	resource       = "contractors" / "services" / "grants" / "tokens"
-//	               / "reports" / "audit" / "policy" / "*"
+//	               / "reports" / "audit" / "policy" / "requests"
+//	               / "approvers" / "*"
 //	action         = "read" / "write" / "*"
+//	request-scope  = "latchkey:request"      ; may ask for access, nothing else
 //
 // A scope is at most 512 bytes, and so is its canonical form, which can be
 // longer when METHODS is rewritten ("write,GET" lists five methods). The
@@ -62,6 +64,10 @@
 // its two parts is "*" or equal. "write" does not imply "read". Admin scopes
 // never allow gateway requests, and resource scopes, even with service "*",
 // never allow admin operations.
+//
+// The request scope latchkey:request lets a contractor token ask for access
+// and fetch what was approved. It allows no gateway request and no admin
+// operation, and covers, and is covered by, only itself.
 //
 // Scope A covers scope B when everything B allows, A allows too; callers use
 // it to keep a token inside its contractor's grants and report ErrNotCovered

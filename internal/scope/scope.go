@@ -29,12 +29,13 @@ type Scope struct {
 	service  string   // "*" or a service name; "admin" for admin scopes
 	methods  Methods  // resource scopes only
 	segs     []string // resource scopes only; nil for the root pattern "/"
-	resource string   // admin scopes only: an admin resource or "*"
+	resource string   // admin scopes only: an admin resource or "*"; "request" for the request scope
 	action   string   // admin scopes only: "read", "write" or "*"
+	request  bool     // the request scope latchkey:request (request.go)
 }
 
 // adminResources lists the valid RESOURCE parts of an admin scope.
-var adminResources = []string{"contractors", "services", "grants", "tokens", "reports", "audit", "policy", "webhooks", "*"}
+var adminResources = []string{"contractors", "services", "grants", "tokens", "reports", "audit", "policy", "webhooks", "requests", "approvers", "*"}
 
 // adminActions lists the valid ACTION parts of an admin scope.
 var adminActions = []string{"read", "write", "*"}
@@ -63,6 +64,9 @@ func parse(s string) (Scope, error) {
 	service, rest, ok := strings.Cut(s, ":")
 	if service == "admin" {
 		return parseAdmin(rest, ok)
+	}
+	if service == reservedService {
+		return parseRequest(rest, ok)
 	}
 	if err := checkService(service); err != nil {
 		return Scope{}, err
@@ -140,9 +144,10 @@ func contains(list []string, s string) bool {
 
 // ValidServiceName reports whether s may name a service: it matches
 // ^[a-z][a-z0-9-]{0,62}$ and is not "admin", which is reserved for admin
-// scopes. "*" is not a service name.
+// scopes, nor "latchkey", which is reserved for the request scope
+// (request.go). "*" is not a service name.
 func ValidServiceName(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] < 'a' || s[0] > 'z' || s == "admin" {
+	if len(s) == 0 || len(s) > 63 || s[0] < 'a' || s[0] > 'z' || s == "admin" || s == reservedService {
 		return false
 	}
 	for i := 1; i < len(s); i++ {
@@ -172,6 +177,8 @@ func (s Scope) String() string {
 		return "admin:*"
 	case s.admin:
 		return "admin:" + s.resource + ":" + s.action
+	case s.request:
+		return Request
 	case s.service == "":
 		return ""
 	}
@@ -192,7 +199,7 @@ func (s Scope) Methods() Methods { return s.methods }
 // Path returns the canonical path pattern of a resource scope, such as "/"
 // or "/v1/invoices/**"; it is "" for admin scopes and the zero Scope.
 func (s Scope) Path() string {
-	if s.admin || s.service == "" {
+	if s.admin || s.request || s.service == "" {
 		return ""
 	}
 	return joinPath(s.segs)
@@ -213,7 +220,7 @@ func (s Scope) Match(service, method, path string) bool {
 
 // match is Match without copying s, for Set.Match.
 func (s *Scope) match(service, method, path string) bool {
-	return !s.admin && s.valid() &&
+	return !s.admin && !s.request && s.valid() &&
 		(s.service == "*" || s.service == service) &&
 		s.methods.Has(method) &&
 		matchPath(s.segs, path)
@@ -236,6 +243,8 @@ func (s Scope) Covers(o Scope) bool {
 	switch {
 	case !s.valid() || !o.valid() || s.admin != o.admin:
 		return false
+	case s.request || o.request:
+		return s.request && o.request
 	case s.admin:
 		return wildcard(s.resource, o.resource) && wildcard(s.action, o.action)
 	}

@@ -122,6 +122,12 @@ type Config struct {
 	// serves HTTPS. Without them it serves plain HTTP, and only on a
 	// loopback address, since every request carries an admin token.
 	TLSCert, TLSKey string
+	// RequestApprovals is how many distinct approvers an access request
+	// needs. Default 1.
+	RequestApprovals int
+	// RequestTTL is how long an access request waits for its approvals,
+	// and an approved one for its fetch. Default access.DefaultRequestTTL.
+	RequestTTL time.Duration
 }
 
 // initActor is the actor recorded for what init creates.
@@ -230,7 +236,7 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 		return nil, err
 	}
 	in.a, err = access.New(access.Config{Store: st, Box: box, MaxTTL: cfg.MaxTTL, Log: cfg.Log, Audit: in.audit,
-		Events: in.hooks.Notify})
+		Events: in.hooks.Notify, RequestApprovals: cfg.RequestApprovals, RequestTTL: cfg.RequestTTL})
 	if err != nil {
 		in.close()
 		return nil, err

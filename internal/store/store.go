@@ -303,6 +303,43 @@ type Store interface {
 	// (creation time, then id, descending), each with its Log.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error)
 
+	// Access requests and approver groups (requests.go). Approve, deny
+	// and fetch are conditional: each changes a request only in the state
+	// it needs and before its ExpiresAt, in one transaction, so that of
+	// two concurrent calls exactly one succeeds.
+	//
+	// CreateRequest stores r (State must be RequestPending, without
+	// approvals). ErrConflict if the id exists, ErrNotFound if the
+	// contractor does not exist, ErrDisabled if it is disabled.
+	CreateRequest(ctx context.Context, r AccessRequest) error
+	// Request returns the request with that id, approvals included, or ErrNotFound.
+	Request(ctx context.Context, id string) (AccessRequest, error)
+	// Requests returns the requests selected by f ordered by creation time, id.
+	Requests(ctx context.Context, f RequestFilter) ([]AccessRequest, error)
+	// ApproveRequest adds a's approval to a pending request and, once it
+	// has need distinct approvers, makes it RequestApproved (DecidedBy
+	// a.Approver, DecidedAt a.At, ExpiresAt moved to expires). It returns
+	// the request as stored. ErrNotFound; ErrRequestState if the request
+	// is not pending or a.At is not before its ExpiresAt; ErrConflict if
+	// a.Approver has already approved it (nothing changes).
+	ApproveRequest(ctx context.Context, id string, a Approval, need int, expires time.Time) (AccessRequest, error)
+	// DenyRequest makes a pending request RequestDenied (final).
+	// ErrNotFound; ErrRequestState if it is not pending or at is not
+	// before its ExpiresAt.
+	DenyRequest(ctx context.Context, id string, by, reason string, at time.Time) error
+	// FetchRequest, in one transaction, makes an approved request
+	// RequestFetched (TokenID t.ID, FetchedAt at) and stores t as
+	// CreateToken does. ErrNotFound; ErrRequestState if it is not approved
+	// or at is not before its ExpiresAt (nothing is stored); CreateToken's
+	// errors for t.
+	FetchRequest(ctx context.Context, id string, t Token, at time.Time) error
+	// AddApprover stores a; ErrConflict if that name is already in that group.
+	AddApprover(ctx context.Context, a Approver) error
+	// RemoveApprover removes name from group; ErrNotFound if not a member.
+	RemoveApprover(ctx context.Context, group, name string) error
+	// Approvers returns every group membership ordered by group, name.
+	Approvers(ctx context.Context) ([]Approver, error)
+
 	// Close releases the store's resources.
 	Close() error
 }

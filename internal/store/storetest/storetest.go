@@ -71,6 +71,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Webhooks", testWebhooks},
 		{"Deliveries", testDeliveries},
 		{"Deliveries/ClaimConcurrent", testClaimConcurrent},
+		{"Requests/Create", testRequestCreate},
+		{"Requests/Approve", testRequestApprove},
+		{"Requests/Deny", testRequestDeny},
+		{"Requests/Fetch", testRequestFetch},
+		{"Requests/FetchConcurrent", testRequestFetchConcurrent},
+		{"Approvers", testApprovers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
