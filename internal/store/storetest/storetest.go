@@ -68,6 +68,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccessReport", testAccessReport},
 		{"UnusedTokens", testUnusedTokens},
 		{"Concurrent", testConcurrent},
+		{"Policies", testPolicies},
+		{"Lease", testLease},
+		{"Claim", testClaim},
+		{"EndEngagement", testEndEngagement},
+		{"RotatedTokens", testRotatedTokens},
+		{"ExpiryNotice", testExpiryNotice},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
