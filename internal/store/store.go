@@ -300,7 +300,8 @@ type Store interface {
 	// before at, ordered by id.
 	RotatedTokens(ctx context.Context, at time.Time) ([]Token, error)
 	// ExpiringTokens returns the contractor tokens active at now that
-	// expire at or before before and have no expiry notice claimed,
+	// expire at or before before, have no expiry notice claimed, and that
+	// no successor names as Parent (a rotated token ends by design),
 	// ordered by expiry, id.
 	ExpiringTokens(ctx context.Context, now, before time.Time) ([]Token, error)
 	// ClaimExpiryNotice marks the expiry notice of token id as sent at at,

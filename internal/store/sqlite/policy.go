@@ -167,11 +167,13 @@ func (s *Store) RotatedTokens(ctx context.Context, at time.Time) ([]store.Token,
 }
 
 // ExpiringTokens returns contractor tokens active at now, expiring by
-// before, whose notice is unclaimed.
+// before, whose notice is unclaimed and that no successor replaces.
 func (s *Store) ExpiringTokens(ctx context.Context, now, before time.Time) ([]store.Token, error) {
 	ts, err := queryTokens(ctx, s.r, `SELECT `+tokenColumns+` FROM tokens
 		WHERE admin = 0 AND revoked_at IS NULL AND expires_at > ? AND expires_at <= ?
-		AND expiry_noticed_at IS NULL ORDER BY expires_at, id`, bound(now), bound(before))
+		AND expiry_noticed_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM tokens n WHERE n.parent = tokens.id AND n.parent <> '')
+		ORDER BY expires_at, id`, bound(now), bound(before))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: expiring tokens: %w", err)
 	}

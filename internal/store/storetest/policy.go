@@ -182,6 +182,10 @@ func testExpiryNotice(t *testing.T, s store.Store) {
 	mustToken(t, s, token("sooner", "alice", at(time.Hour), "wiki:read"))
 	mustToken(t, s, token("later", "alice", at(3*day), "wiki:read"))
 	mustToken(t, s, token("admin", "", at(time.Hour), "admin:*"))
+	mustToken(t, s, token("rotated", "alice", at(3*day), "wiki:read"))
+	succ := token("succ", "alice", at(3*day), "wiki:read")
+	succ.Parent = "rotated"
+	check(t, "RotateToken", s.RotateToken(ctx(t), "rotated", at(time.Hour), succ))
 	gone := mustToken(t, s, token("gone", "alice", at(time.Hour), "wiki:read"))
 	check(t, "RevokeToken", s.RevokeToken(ctx(t), gone.ID, "x", store.RevokeManual, t0))
 
