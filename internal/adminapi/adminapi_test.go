@@ -277,6 +277,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		"GET /v1/reports/active", "GET /v1/reports/access", "GET /v1/reports/unused",
 		"GET /v1/audit", "GET /v1/audit/checkpoint", "GET /v1/audit/proof/{index}", "GET /v1/audit/consistency",
 		"GET /v1/audit/export", "GET /healthz", "GET /readyz",
+		"GET /v1/policy", "PUT /v1/policy",
 	}
 	var got []string
 	for path, ops := range doc.Paths {

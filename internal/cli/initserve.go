@@ -67,10 +67,10 @@ It is an error if DIR already holds a store.`,
 
 func serveCmd() *cobra.Command {
 	var cfg server.Config
-	var maxTTL string
+	var maxTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--sweep-every D] [--expiry-notice D]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -88,7 +88,15 @@ The admin listener also serves /healthz, /readyz and Prometheus /metrics.
 Every signed audit checkpoint is written to DIR/checkpoints, one file per
 tree size, and to --checkpoint-dir if given. With --audit-sync full, every
 audit commit is also fsynced, so an acknowledged operation's record
-survives power loss, not only a crash of the process.`,
+survives power loss, not only a crash of the process.
+
+Every --sweep-every (0: never) the sweeper revokes tokens unused for their
+policy's idle timeout (reason idle), ends the engagements that are over
+(reason engagement_ended; the contractor is disabled), revokes rotated
+tokens whose grace has passed (reason rotated), and sends one
+expiring-soon notice per token --expiry-notice before it expires. Each
+action is audited as actor latchkey-sweeper. Replicas sharing a store
+take turns: one sweeps at a time.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
@@ -107,6 +115,8 @@ survives power loss, not only a crash of the process.`,
 		"how long the audit log waits to gather concurrent gateway requests into one commit: more throughput under heavy load, that much more latency under moderate load (0: no wait)")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
 	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
+	c.Flags().StringVar(&sweepEvery, "sweep-every", "30s", "how often the sweeper runs (0: never)")
+	c.Flags().StringVar(&expiryNotice, "expiry-notice", "24h", "send a token's expiring-soon notice this long before it expires")
 	_ = c.RegisterFlagCompletionFunc("audit-sync", cobra.FixedCompletions([]string{"normal", "full"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.MarkFlagDirname("checkpoint-dir")
 	_ = c.MarkFlagRequired("data")
@@ -117,6 +127,14 @@ survives power loss, not only a crash of the process.`,
 			return err
 		}
 		cfg.MaxTTL = d
+		if sweepEvery == "0" {
+			cfg.SweepEvery = 0
+		} else if cfg.SweepEvery, err = timespec.ParseDuration(sweepEvery); err != nil {
+			return usagef("--sweep-every %q: want a duration like 30s, or 0 to disable the sweeper", trunc(sweepEvery))
+		}
+		if cfg.ExpiryNotice, err = parseDuration("expiry-notice", expiryNotice); err != nil || cfg.ExpiryNotice == 0 {
+			return usagef("--expiry-notice %q: want a positive duration like 24h", trunc(expiryNotice))
+		}
 		for _, p := range proxies {
 			pre, err := netip.ParsePrefix(p)
 			if err != nil {

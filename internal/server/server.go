@@ -114,6 +114,13 @@ type Config struct {
 	// serves HTTPS. Without them it serves plain HTTP, and only on a
 	// loopback address, since every request carries an admin token.
 	TLSCert, TLSKey string
+	// SweepEvery is how often the sweeper reaps idle tokens, ends
+	// engagements and rotations, and sends expiry notices (package
+	// sweeper). Zero runs no sweeper (serve's flag defaults to 30s).
+	SweepEvery time.Duration
+	// ExpiryNotice is the sweeper's expiring-soon lead time. Default
+	// sweeper.DefaultExpiryNotice (24h).
+	ExpiryNotice time.Duration
 }
 
 // initActor is the actor recorded for what init creates.
@@ -398,6 +405,14 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); cps.loop(cpCtx, cfg.CheckpointEvery) }()
 	defer func() { stopCheckpoints(); <-cpDone }()
+	stopSweeper, err := startSweeper(cfg, in)
+	if err != nil {
+		srv.Close()
+		gw.Close()
+		rec.Close(context.Background())
+		return err
+	}
+	defer stopSweeper()
 	select {
 	case err := <-errc:
 		srv.Close()
