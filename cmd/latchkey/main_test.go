@@ -69,6 +69,7 @@ func TestScripts(t *testing.T) {
 			"upstream":    cmdUpstream,
 			"waitgateway": cmdWaitgateway,
 			"gwcall":      cmdGwcall,
+			"waitout":     cmdWaitout,
 		},
 	})
 }
