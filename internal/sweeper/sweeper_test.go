@@ -511,3 +511,33 @@ func checkOnce(t *testing.T, f *fixture, r2 *replica, c1, c2 sweeper.Counts, rot
 		}
 	}
 }
+
+func TestNewRefusals(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name string
+		cfg  sweeper.Config
+	}{
+		{"no authority", sweeper.Config{}},
+		{"negative every", sweeper.Config{Authority: f.r.a, Every: -time.Second}},
+		{"negative lease", sweeper.Config{Authority: f.r.a, Lease: -time.Second}},
+		{"negative notice", sweeper.Config{Authority: f.r.a, ExpiryNotice: -time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := sweeper.New(tc.cfg); err == nil {
+				t.Errorf("New(%+v): no error", tc.cfg)
+			}
+		})
+	}
+}
+
+// TestRunStops: Run sweeps until its context ends.
+func TestRunStops(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.r.sw.Run(ctx) }()
+	cancel()
+	<-done
+}

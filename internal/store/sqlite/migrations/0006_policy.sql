@@ -1,4 +1,5 @@
 -- 0006_policy: token policy, sweeper leases and claims, expiry notices.
+-- tokens.revoked_reason may now also be 'rotated' (store.RevokeRotated).
 --
 -- policies holds one row per level that sets anything: level 'server'
 -- (name ''), 'service' (name = service name) or 'contractor' (name =
