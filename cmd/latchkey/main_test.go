@@ -71,6 +71,7 @@ func TestScripts(t *testing.T) {
 			"gwcall":      cmdGwcall,
 			"webhookrecv": cmdWebhookrecv,
 			"waitlines":   cmdWaitlines,
+			"waitout":     cmdWaitout,
 		},
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"latchkey/internal/audit"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
+	"latchkey/internal/timespec"
 )
 
 // maxScopes caps the scopes of one grant or token.
@@ -46,10 +47,21 @@ func (a *Authority) newGrant(ctx context.Context, by Actor, contractor string, s
 	if err != nil {
 		return store.Grant{}, err
 	}
+	eff, err := a.policyFor(ctx, c.Name, set.Strings())
+	if err != nil {
+		return store.Grant{}, err
+	}
 	if until.IsZero() {
 		until = c.Until
+		if m := eff.MaxGrant.Value; m > 0 && until.After(now.Add(m)) {
+			until = now.Add(m) // the default end stays within the policy
+		}
 	}
 	until = until.UTC().Truncate(time.Millisecond)
+	if m := eff.MaxGrant; m.Value > 0 && until.Sub(now) > m.Value {
+		return store.Grant{}, refuse(ReasonGrantTooLong, "grant of %s exceeds the maximum grant length %s set by the %s policy",
+			timespec.Format(until.Sub(now)), timespec.Format(m.Value), m.From)
+	}
 	switch {
 	case !until.After(now):
 		return store.Grant{}, refuse(ReasonInvalid, "grant end %s is not in the future", until.Format(time.RFC3339))

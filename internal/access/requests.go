@@ -68,7 +68,11 @@ func requestOnly(scopes []string) bool {
 // maximum, engagement) at creation, at each approval and at fetch. Any
 // mark that a token went through approval belongs here, once.
 func requested(contractor string, scopes []string, ttl time.Duration, note string) IssueRequest {
-	return IssueRequest{Contractor: contractor, Scopes: scopes, TTL: ttl, Note: note}
+	// approved: this is the access-request path, which issues only after
+	// the approvals the request needs (checked at create, approval and
+	// fetch alike, so that a policy requiring approval does not refuse
+	// the request itself).
+	return IssueRequest{Contractor: contractor, Scopes: scopes, TTL: ttl, Note: note, approved: true}
 }
 
 // requester refuses an actor whose token is not a request-only token.

@@ -30,11 +30,18 @@ type IssueRequest struct {
 	// scopes covered by the issuing actor's own scopes.
 	Admin  bool
 	Scopes []string
-	// TTL is mandatory and at most the server's MaxTTL.
+	// TTL is at most the effective policy's max TTL (and never above the
+	// server's MaxTTL). Zero takes the contractor's effective default TTL;
+	// without one (and for admin tokens) it is mandatory.
 	TTL     time.Duration
 	CIDRs   []string
 	MaxUses int64
 	Note    string
+
+	// approved skips the approval_required check: it is set only by the
+	// access-request flow (merged later), which issues the token a
+	// sponsor approved. Nothing outside package access can set it.
+	approved bool
 }
 
 // Issued is a new token: Text is shown once and never stored.
@@ -68,7 +75,17 @@ func (a *Authority) Issue(ctx context.Context, by Actor, req IssueRequest) (iss 
 // newToken checks an issue request against every rule, without writing.
 func (a *Authority) newToken(ctx context.Context, by Actor, req IssueRequest) (store.Token, error) {
 	now := a.now()
-	if err := a.checkTTL(req.TTL); err != nil {
+	eff := Effective{MaxTTL: Setting{a.cfg.MaxTTL, FromCeiling}}
+	if !req.Admin {
+		var err error
+		if eff, err = a.policyFor(ctx, req.Contractor, req.Scopes); err != nil {
+			return store.Token{}, err
+		}
+		if req.TTL == 0 {
+			req.TTL = eff.DefaultTTL.Value
+		}
+	}
+	if err := checkTTL(req.TTL, eff.MaxTTL); err != nil {
 		return store.Token{}, err
 	}
 	t, err := tokenFields(req)
@@ -78,11 +95,18 @@ func (a *Authority) newToken(ctx context.Context, by Actor, req IssueRequest) (s
 	t.ExpiresAt = now.Add(req.TTL)
 	t.CreatedAt, t.CreatedBy = now, by.TokenID
 	if req.Admin {
-		err = a.checkAdmin(by, &t)
-	} else {
-		err = a.checkContractor(ctx, &t, now)
+		return t, a.checkAdmin(by, &t)
 	}
-	return t, err
+	if err := a.checkContractor(ctx, &t, now); err != nil {
+		return t, err
+	}
+	// A request-only token is how a contractor asks for approval, so the
+	// approval policy cannot require an approval to issue it.
+	if eff.Approval && !req.approved && !requestOnly(t.Scopes) {
+		return t, refuse(ReasonApprovalRequired, "the %s policy requires a sponsor's approval: tokens of contractor %q are issued only through an approved access request",
+			eff.ApprovalFrom, req.Contractor)
+	}
+	return t, nil
 }
 
 // generate makes the token text and sets the record's id and hash.
@@ -118,7 +142,8 @@ func kindName(admin bool) string {
 	return "contractor"
 }
 
-func (a *Authority) checkTTL(ttl time.Duration) error {
+// checkTTL checks a token lifetime against the effective max TTL.
+func checkTTL(ttl time.Duration, limit Setting) error {
 	switch {
 	case ttl == 0:
 		return refuse(ReasonTTLMissing, "a --ttl is required: every token expires")
@@ -126,9 +151,12 @@ func (a *Authority) checkTTL(ttl time.Duration) error {
 		return refuse(ReasonInvalid, "ttl %v is negative", ttl)
 	case ttl < time.Second:
 		return refuse(ReasonInvalid, "ttl %v is shorter than one second", ttl)
-	case ttl > a.cfg.MaxTTL:
+	case ttl > limit.Value && limit.From == FromCeiling:
 		return refuse(ReasonTTLTooLong, "ttl %s exceeds the server's maximum token lifetime %s",
-			timespec.Format(ttl), timespec.Format(a.cfg.MaxTTL))
+			timespec.Format(ttl), timespec.Format(limit.Value))
+	case ttl > limit.Value:
+		return refuse(ReasonTTLTooLong, "ttl %s exceeds the maximum token lifetime %s set by the %s policy",
+			timespec.Format(ttl), timespec.Format(limit.Value), limit.From)
 	}
 	return nil
 }
@@ -345,9 +373,18 @@ func (a *Authority) RevokeFor(ctx context.Context, by Actor, id, reason string) 
 	})
 	if err == nil {
 		a.invalidate(id)
-		a.emit(ctx, tokenEvent(EventTokenRevoked, by, t, reason))
+		a.emit(ctx, tokenEvent(revokedEvent(reason), by, t, reason))
 	}
 	return err
+}
+
+// revokedEvent is the event type of a revocation for reason: an idle
+// token's is token.idle_reaped, every other token.revoked.
+func revokedEvent(reason string) string {
+	if reason == store.RevokeIdle {
+		return EventTokenIdleReaped
+	}
+	return EventTokenRevoked
 }
 
 // covers refuses an actor that does not hold every one of scopes: an
@@ -415,6 +452,15 @@ func (a *Authority) successor(ctx context.Context, by Actor, old store.Token, gr
 			timespec.Format(grace), timespec.Format(a.cfg.MaxTTL))
 	}
 	ttl := min(old.ExpiresAt.Sub(old.CreatedAt), a.cfg.MaxTTL)
+	if !old.Admin {
+		// Rotation keeps within today's policy: a successor never
+		// outlives the effective max TTL.
+		eff, err := a.policyFor(ctx, old.Contractor, old.Scopes)
+		if err != nil {
+			return store.Token{}, err
+		}
+		ttl = min(ttl, eff.MaxTTL.Value)
+	}
 	next := old
 	next.ExpiresAt, next.CreatedAt, next.CreatedBy = now.Add(ttl), now, by.TokenID
 	next.LastUsedAt, next.Uses, next.Parent = time.Time{}, 0, old.ID

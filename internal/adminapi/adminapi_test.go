@@ -286,6 +286,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		"GET /v1/requests", "GET /v1/requests/{id}", "POST /v1/requests/{id}/approve", "POST /v1/requests/{id}/deny",
 		"GET /v1/approvers", "POST /v1/approvers", "POST /v1/approvers/remove",
 		"POST /v1/self/requests", "GET /v1/self/requests", "GET /v1/self/requests/{id}", "POST /v1/self/requests/{id}/fetch",
+		"GET /v1/policy", "PUT /v1/policy",
 	}
 	var got []string
 	for path, ops := range doc.Paths {

@@ -37,7 +37,7 @@ const selfService = "self"
 type streamer func(w http.ResponseWriter)
 
 func (s *Server) routes() []route {
-	rs := append(s.coreRoutes(), s.requestRoutes()...)
+	rs := append(append(s.coreRoutes(), s.requestRoutes()...), s.policyRoutes()...)
 	if s.cfg.Audit != nil {
 		rs = append(rs, s.auditRoutes()...)
 	}

@@ -108,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 // an Allow header if another method serves the path, else 404.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pat := s.mux.Handler(probe); pat != "/v1/" {
@@ -242,6 +242,8 @@ var statusOf = map[string]int{
 	access.ReasonInvalid:            http.StatusBadRequest,
 	access.ReasonTTLMissing:         http.StatusBadRequest,
 	access.ReasonTTLTooLong:         http.StatusBadRequest,
+	access.ReasonGrantTooLong:       http.StatusBadRequest,
+	access.ReasonApprovalRequired:   http.StatusForbidden,
 	access.ReasonNotFound:           http.StatusNotFound,
 	access.ReasonConflict:           http.StatusConflict,
 	access.ReasonRevoked:            http.StatusConflict,

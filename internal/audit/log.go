@@ -304,8 +304,14 @@ type committer struct {
 	frontier map[int64]tlog.Hash
 }
 
+// conflictRetries is how many times commit reloads and retries after an
+// ErrConflict: replicas sharing the storage (their sweepers, gateways)
+// may each move the log under the other several times in a row.
+const conflictRetries = 8
+
 // commit stores the batch and returns the index of its first record. On
-// ErrConflict (another writer) it reloads and retries once.
+// ErrConflict (another writer) it reloads and retries, up to
+// conflictRetries times.
 func (c *committer) commit(batch []*request) (int64, error) {
 	var leaves [][]byte
 	for _, r := range batch {
@@ -318,7 +324,7 @@ func (c *committer) commit(batch []*request) (int64, error) {
 			return first, nil
 		}
 		c.size = -1 // whatever happened, trust only storage from now on
-		if !errors.Is(err, ErrConflict) || try > 0 {
+		if !errors.Is(err, ErrConflict) || try >= conflictRetries {
 			return 0, fmt.Errorf("audit: append: %w", err)
 		}
 	}

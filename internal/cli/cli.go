@@ -186,7 +186,7 @@ usage.`,
 	root.AddCommand(
 		initCmd(), serveCmd(),
 		serviceCmd(g), contractorCmd(g), grantCmd(g), tokenCmd(g), reportCmd(g),
-		whoamiCmd(g), auditCmd(g), webhookCmd(g), requestCmd(g), approverCmd(g),
+		whoamiCmd(g), auditCmd(g), webhookCmd(g), requestCmd(g), approverCmd(g), policyCmd(g),
 		benchCmd(),
 	)
 	// cobra's completion command holds one subcommand per shell but does

@@ -68,10 +68,10 @@ It is an error if DIR already holds a store.`,
 
 func serveCmd() *cobra.Command {
 	var cfg server.Config
-	var maxTTL, requestTTL string
+	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -94,7 +94,15 @@ survives power loss, not only a crash of the process.
 Webhooks (latchkey webhook add) are sent by this process, from a queue
 in the store: a failed delivery is retried --webhook-attempts times in
 all, after --webhook-backoff, then about 6, 24, 120, 360 and 720 times
-it, with jitter. Replicas sharing a store never send the same attempt.`,
+it, with jitter. Replicas sharing a store never send the same attempt.
+
+Every --sweep-every (0: never) the sweeper revokes tokens unused for their
+policy's idle timeout (reason idle), ends the engagements that are over
+(reason engagement_ended; the contractor is disabled), revokes rotated
+tokens whose grace has passed (reason rotated), and sends one
+expiring-soon notice per token --expiry-notice before it expires. Each
+action is audited as actor latchkey-sweeper. Replicas sharing a store
+take turns: one sweeps at a time.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
@@ -117,6 +125,8 @@ it, with jitter. Replicas sharing a store never send the same attempt.`,
 	c.Flags().DurationVar(&cfg.WebhookBackoff, "webhook-backoff", notify.DefaultBackoff, "delay before a webhook delivery's first retry; later ones grow to 720 times it")
 	c.Flags().IntVar(&cfg.RequestApprovals, "request-approvals", 1, "distinct approvers an access request needs")
 	c.Flags().StringVar(&requestTTL, "request-ttl", "", "how long an access request waits for approval, and an approved one for its fetch (default 24h)")
+	c.Flags().StringVar(&sweepEvery, "sweep-every", "30s", "how often the sweeper runs (0: never)")
+	c.Flags().StringVar(&expiryNotice, "expiry-notice", "24h", "send a token's expiring-soon notice this long before it expires")
 	_ = c.RegisterFlagCompletionFunc("audit-sync", cobra.FixedCompletions([]string{"normal", "full"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.MarkFlagDirname("checkpoint-dir")
 	_ = c.MarkFlagRequired("data")
@@ -132,6 +142,14 @@ it, with jitter. Replicas sharing a store never send the same attempt.`,
 		}
 		if cfg.RequestApprovals < 1 || cfg.RequestApprovals > 16 {
 			return usagef("--request-approvals %d: want 1 to 16", cfg.RequestApprovals)
+		}
+		if sweepEvery == "0" {
+			cfg.SweepEvery = 0
+		} else if cfg.SweepEvery, err = timespec.ParseDuration(sweepEvery); err != nil {
+			return usagef("--sweep-every %q: want a duration like 30s, or 0 to disable the sweeper", trunc(sweepEvery))
+		}
+		if cfg.ExpiryNotice, err = parseDuration("expiry-notice", expiryNotice); err != nil || cfg.ExpiryNotice == 0 {
+			return usagef("--expiry-notice %q: want a positive duration like 24h", trunc(expiryNotice))
 		}
 		for _, p := range proxies {
 			pre, err := netip.ParsePrefix(p)

@@ -128,6 +128,13 @@ type Config struct {
 	// RequestTTL is how long an access request waits for its approvals,
 	// and an approved one for its fetch. Default access.DefaultRequestTTL.
 	RequestTTL time.Duration
+	// SweepEvery is how often the sweeper reaps idle tokens, ends
+	// engagements and rotations, and sends expiry notices (package
+	// sweeper). Zero runs no sweeper (serve's flag defaults to 30s).
+	SweepEvery time.Duration
+	// ExpiryNotice is the sweeper's expiring-soon lead time. Default
+	// sweeper.DefaultExpiryNotice (24h).
+	ExpiryNotice time.Duration
 }
 
 // initActor is the actor recorded for what init creates.
@@ -420,6 +427,14 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	go func() { defer close(cpDone); cps.loop(cpCtx, cfg.CheckpointEvery) }()
 	defer func() { stopCheckpoints(); <-cpDone }()
 	defer runDispatcher(in.deliver)() // after the listeners drained: what they queued stays queued
+	stopSweeper, err := startSweeper(cfg, in)
+	if err != nil {
+		srv.Close()
+		gw.Close()
+		rec.Close(context.Background())
+		return err
+	}
+	defer stopSweeper()
 	select {
 	case err := <-errc:
 		srv.Close()

@@ -105,6 +105,7 @@ const (
 	RevokeLeaked        = "leaked"           // reported found in the wild
 	RevokeOffboarded    = "offboarded"       // its contractor was offboarded
 	RevokeParent        = "parent_revoked"   // the token it was derived from was revoked
+	RevokeRotated       = "rotated"          // its successor's rotation grace ended
 )
 
 // Active reports whether the token is unrevoked and unexpired at t.
@@ -340,6 +341,76 @@ type Store interface {
 	// Approvers returns every group membership ordered by group, name.
 	Approvers(ctx context.Context) ([]Approver, error)
 
+	// Policy, leases and the sweeper (issue 5: policy.go, sweep.go in
+	// store/sqlite).
+	//
+	// SetPolicy stores p as the policy of its level and name, replacing
+	// what was there; a p that sets nothing (p.Empty()) removes it.
+	SetPolicy(ctx context.Context, p Policy) error
+	// Policies returns every stored policy ordered by level, name.
+	Policies(ctx context.Context) ([]Policy, error)
+	// AcquireLease makes holder the holder of the lease name until until,
+	// if the lease is free, expired at now, or already held by holder. It
+	// reports whether holder holds it; of concurrent callers with
+	// different holders at most one gets true.
+	AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
+	// Claim records that holder takes the action named key at now, if no
+	// one did, or if the claim is older than staleBefore (its taker died
+	// half-way). It reports whether holder got it; of concurrent claims of
+	// one key at most one gets true.
+	Claim(ctx context.Context, key, holder string, now, staleBefore time.Time) (bool, error)
+	// EndEngagement is Offboard for a contractor whose engagement ended:
+	// tokens are revoked with reason RevokeEngagementEnd. ErrNotFound, or
+	// ErrDisabled if the contractor is already disabled (nothing changes):
+	// of two concurrent calls exactly one succeeds.
+	EndEngagement(ctx context.Context, name, by string, at time.Time) (OffboardResult, error)
+	// RotatedTokens returns the unrevoked tokens that a successor names as
+	// Parent and whose expiry (the end of the rotation grace) is at or
+	// before at, ordered by id.
+	RotatedTokens(ctx context.Context, at time.Time) ([]Token, error)
+	// ExpiringTokens returns the contractor tokens active at now that
+	// expire at or before before, have no expiry notice claimed, and that
+	// no successor names as Parent (a rotated token ends by design),
+	// ordered by expiry, id.
+	ExpiringTokens(ctx context.Context, now, before time.Time) ([]Token, error)
+	// ClaimExpiryNotice marks the expiry notice of token id as sent at at,
+	// if none was: it reports whether this call marked it (exactly one of
+	// concurrent calls does). ErrNotFound if there is no such token.
+	ClaimExpiryNotice(ctx context.Context, id string, at time.Time) (bool, error)
+
 	// Close releases the store's resources.
 	Close() error
+}
+
+// Policy levels (Policy.Level).
+const (
+	PolicyServer     = "server"     // the whole server; Name is ""
+	PolicyService    = "service"    // one service; Name is its name
+	PolicyContractor = "contractor" // one contractor; Name is its name
+)
+
+// Approval values (Policy.Approval); "" inherits.
+const (
+	ApprovalRequired = "required" // tokens are issued only through an approved request
+	ApprovalNone     = "none"     // no approval needed (unless another level requires it)
+)
+
+// Policy is what one level sets of the token policy. A zero duration or
+// an empty Approval is not set: the value is inherited from the levels
+// around it (package access resolves them).
+type Policy struct {
+	Level      string // PolicyServer, PolicyService or PolicyContractor
+	Name       string
+	DefaultTTL time.Duration // lifetime of a token issued without one
+	MaxTTL     time.Duration // longest token lifetime
+	Idle       time.Duration // a token unused this long is revoked
+	MaxGrant   time.Duration // longest grant
+	Approval   string        // "", ApprovalRequired or ApprovalNone
+	UpdatedAt  time.Time
+	UpdatedBy  string
+}
+
+// Empty reports whether p sets nothing.
+func (p Policy) Empty() bool {
+	return p.DefaultTTL == 0 && p.MaxTTL == 0 && p.Idle == 0 && p.MaxGrant == 0 && p.Approval == ""
 }

@@ -77,6 +77,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Requests/Fetch", testRequestFetch},
 		{"Requests/FetchConcurrent", testRequestFetchConcurrent},
 		{"Approvers", testApprovers},
+		{"Policies", testPolicies},
+		{"Lease", testLease},
+		{"Claim", testClaim},
+		{"EndEngagement", testEndEngagement},
+		{"RotatedTokens", testRotatedTokens},
+		{"ExpiryNotice", testExpiryNotice},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
