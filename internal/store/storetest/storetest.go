@@ -68,6 +68,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccessReport", testAccessReport},
 		{"UnusedTokens", testUnusedTokens},
 		{"Concurrent", testConcurrent},
+		{"Derived/Create", testDerive},
+		{"Derived/Errors", testDeriveErrors},
+		{"Derived/Uses", testDeriveUses},
+		{"Derived/RevokeTree", testRevokeTree},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
