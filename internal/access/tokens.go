@@ -315,11 +315,14 @@ func (a *Authority) Revoke(ctx context.Context, by Actor, id string) error {
 // RevokeFor revokes one token for reason, a store.Revoke* word, which the
 // audit record and the token.revoked event carry. Of two concurrent
 // revocations (two replicas' sweepers, say) exactly one succeeds and
-// emits; the other is refused with token_revoked.
+// emits; the other is refused with token_revoked. Every token derived from
+// it (see Derive) is revoked in the same transaction, reason
+// parent_revoked, each audited and announced.
 func (a *Authority) RevokeFor(ctx context.Context, by Actor, id, reason string) error {
 	rec := a.event(by, "token.revoke")
 	rec.TokenID = id
 	var t store.Token
+	var kids []store.Token // revoked with it: derived from it
 	err := a.act(ctx, rec, func(r *audit.Record) error {
 		if !token.ValidID(id) {
 			r.TokenID = ""
@@ -337,12 +340,12 @@ func (a *Authority) RevokeFor(ctx context.Context, by Actor, id, reason string) 
 			return covers(by, t.Scopes)
 		}
 		return nil
-	}, func() error {
-		return storeErr(a.cfg.Store.RevokeToken(ctx, id, by.TokenID, reason, a.now()), fmt.Sprintf("token %s", id))
+	}, func() (err error) {
+		kids, err = a.revokeTree(ctx, by, t, reason)
+		return err
 	})
 	if err == nil {
-		a.invalidate(id)
-		a.emit(ctx, tokenEvent(EventTokenRevoked, by, t, reason))
+		a.revoked(ctx, by, t, reason, kids)
 	}
 	return err
 }
