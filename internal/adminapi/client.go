@@ -328,3 +328,13 @@ func (l *lineCounter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ReportLeak revokes the token whose text was found in the wild.
+func (c *Client) ReportLeak(ctx context.Context, text string) (out LeakOutcome, err error) {
+	return out, c.post(ctx, "/v1/tokens/leaked", LeakedToken{Token: text}, &out)
+}
+
+// Derive issues a narrower child of the client's own contractor token.
+func (c *Client) Derive(ctx context.Context, nd NewDerived) (out IssuedToken, err error) {
+	return out, c.post(ctx, "/v1/self/tokens", nd, &out)
+}

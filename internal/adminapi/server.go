@@ -24,6 +24,7 @@ import (
 
 	"latchkey/internal/access"
 	"latchkey/internal/audit"
+	"latchkey/internal/leak"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/usage"
@@ -59,6 +60,9 @@ type Config struct {
 	// is logged; the client sees only the Component of a *NotReady in
 	// it. Nil means always ready.
 	Ready func(context.Context) error
+	// LeakKeys verify the signatures of leak reports (GitHub secret
+	// scanning) at POST /v1/leaks. nil: the route refuses every report.
+	LeakKeys *leak.Keys
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Log is the application log. Default slog.Default().
@@ -248,6 +252,7 @@ var statusOf = map[string]int{
 	access.ReasonScopeNotCovered:    http.StatusForbidden,
 	access.ReasonPastEngagement:     http.StatusForbidden,
 	access.ReasonPastGrant:          http.StatusForbidden,
+	access.ReasonPastParent:         http.StatusForbidden,
 	access.ReasonContractorDisabled: http.StatusForbidden,
 	access.ReasonEngagementEnded:    http.StatusForbidden,
 	access.ReasonMalformed:          http.StatusUnauthorized,
