@@ -11,9 +11,6 @@ import (
 	"latchkey/internal/store"
 )
 
-// ReasonPastParent refuses a derived token that would outlive its parent.
-const ReasonPastParent = "expiry_past_parent"
-
 // Limits on self-service derivation. They bound how far a contractor can
 // grow the token tree that one revocation must walk; they are checked
 // before the write, so concurrent derivations may pass them by a few.
@@ -29,7 +26,7 @@ const (
 // token. Every field narrows: see Derive.
 type DeriveRequest struct {
 	Scopes  []string      // each covered by the parent's scopes
-	TTL     time.Duration // mandatory; the child ends no later than the parent
+	TTL     time.Duration // mandatory; cut so that the child ends no later than the parent
 	CIDRs   []string      // within the parent's; default the parent's
 	MaxUses int64         // required if the parent has a use limit: carved out of what is left
 	Note    string
@@ -38,7 +35,7 @@ type DeriveRequest struct {
 // Derive issues a child of the caller's own contractor token (by.TokenID)
 // that holds no more than its parent: scopes each covered by the parent's
 // (and, like any token, by the contractor's live grants today), an expiry
-// no later than the parent's, sources within the parent's, and, if the
+// no later than the parent's (a longer TTL is cut to the parent's expiry), sources within the parent's, and, if the
 // parent has a use limit, uses taken from the parent's remaining uses (the
 // parent's count grows by the child's limit, so deriving never multiplies
 // uses). A child may derive in turn, up to maxDeriveDepth links: each link
@@ -123,8 +120,9 @@ func (a *Authority) derivedToken(ctx context.Context, parent store.Token, req De
 	}
 	t.ExpiresAt, t.CreatedAt, t.CreatedBy, t.DerivedFrom = now.Add(req.TTL), now, parent.ID, parent.ID
 	if t.ExpiresAt.After(parent.ExpiresAt) {
-		return store.Token{}, refuse(ReasonPastParent, "the derived token would expire at %s, after your token's expiry %s",
-			t.ExpiresAt.Format(time.RFC3339), parent.ExpiresAt.Format(time.RFC3339))
+		// Like a Vault child token (and an admin token, see checkAdmin):
+		// capped at the parent's expiry, which the reply shows.
+		t.ExpiresAt = parent.ExpiresAt
 	}
 	if err := narrowerSources(parent.CIDRs, &t); err != nil {
 		return store.Token{}, err
@@ -137,10 +135,10 @@ func (a *Authority) derivedToken(ctx context.Context, parent store.Token, req De
 			return store.Token{}, refuse(ReasonForbidden, "--uses %d is more than the %d uses your token has left", t.MaxUses, max(left, 0))
 		}
 	}
-	if err := narrowerScopes(parent.Scopes, t.Scopes); err != nil {
+	if err := a.checkContractor(ctx, &t, now); err != nil {
 		return store.Token{}, err
 	}
-	return t, a.checkContractor(ctx, &t, now)
+	return t, narrowerScopes(parent.Scopes, t.Scopes)
 }
 
 // narrowerScopes requires each requested scope to be covered by one of

@@ -52,7 +52,8 @@ func newGWEnv(t *testing.T, keys *leak.Keys) *gwEnv {
 	t.Cleanup(func() { st.Close() })
 	key, _ := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
 	box, _ := seal.New(key)
-	log := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{})
+	storage := st.Audit(sqlite.SyncNormal)
+	log := audit.New(storage, audit.Config{})
 	t.Cleanup(func() { log.Close() })
 	e := &gwEnv{st: st}
 	a, err := access.New(access.Config{Store: st, Box: box, Audit: log, Events: func(_ context.Context, ev access.Event) {
@@ -63,7 +64,7 @@ func newGWEnv(t *testing.T, keys *leak.Keys) *gwEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := adminapi.New(adminapi.Config{Authority: a, LeakKeys: keys})
+	api, err := adminapi.New(adminapi.Config{Authority: a, LeakKeys: keys, Audit: log, AuditStorage: storage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +128,16 @@ func (e *gwEnv) call(t *testing.T, path, tok string) (int, string) {
 		return resp.StatusCode, p.Error
 	}
 	return resp.StatusCode, string(b)
+}
+
+// audit returns the audit records that q selects, newest first.
+func (e *gwEnv) audit(t *testing.T, q adminapi.AuditQuery) []adminapi.AuditRecord {
+	t.Helper()
+	page, err := e.client(e.root).AuditSearch(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page.Records
 }
 
 func (e *gwEnv) eventsOf(typ string) []access.Event {
@@ -243,6 +254,10 @@ func TestLeakReport(t *testing.T) {
 	if n := len(e.eventsOf(access.EventLeakReported)); n != 0 {
 		t.Fatalf("refused reports emitted %d leak events", n)
 	}
+	refused := e.audit(t, adminapi.AuditQuery{Action: "admin.request", Decision: "deny"})
+	if len(refused) != len(refusals) {
+		t.Errorf("audited %d refused reports, want %d: %+v", len(refused), len(refusals), refused)
+	}
 
 	// Unknown and malformed tokens get the answer a live token gets.
 	forged, other := forgedToken(t, e)
@@ -279,6 +294,13 @@ func TestLeakReport(t *testing.T) {
 	}
 	if revs := e.eventsOf(access.EventTokenRevoked); len(revs) != 1 || revs[0].Reason != store.RevokeLeaked {
 		t.Errorf("revoked events: %+v", revs)
+	}
+	if recs := e.audit(t, adminapi.AuditQuery{Action: "leak.report"}); len(recs) != len(answers) {
+		t.Errorf("audited %d accepted reports, want %d", len(recs), len(answers))
+	}
+	recs := e.audit(t, adminapi.AuditQuery{Action: "token.leak", Token: tok.ID})
+	if len(recs) != 2 || recs[1].Decision != "allow" || recs[1].Reason != store.RevokeLeaked || recs[1].Contractor != "alice" {
+		t.Errorf("audit of the leaked token: %+v", recs)
 	}
 }
 

@@ -252,7 +252,6 @@ var statusOf = map[string]int{
 	access.ReasonScopeNotCovered:    http.StatusForbidden,
 	access.ReasonPastEngagement:     http.StatusForbidden,
 	access.ReasonPastGrant:          http.StatusForbidden,
-	access.ReasonPastParent:         http.StatusForbidden,
 	access.ReasonContractorDisabled: http.StatusForbidden,
 	access.ReasonEngagementEnded:    http.StatusForbidden,
 	access.ReasonMalformed:          http.StatusUnauthorized,
