@@ -69,6 +69,8 @@ func TestScripts(t *testing.T) {
 			"upstream":    cmdUpstream,
 			"waitgateway": cmdWaitgateway,
 			"gwcall":      cmdGwcall,
+			"leakkey":     cmdLeakkey,
+			"leakpost":    cmdLeakpost,
 		},
 	})
 }

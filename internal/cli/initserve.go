@@ -70,7 +70,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -88,7 +88,12 @@ The admin listener also serves /healthz, /readyz and Prometheus /metrics.
 Every signed audit checkpoint is written to DIR/checkpoints, one file per
 tree size, and to --checkpoint-dir if given. With --audit-sync full, every
 audit commit is also fsynced, so an acknowledged operation's record
-survives power loss, not only a crash of the process.`,
+survives power loss, not only a crash of the process.
+
+With --leak-keys FILE (GitHub's key document, from
+https://api.github.com/meta/public_keys/secret_scanning), the admin listener
+takes secret scanning reports at POST /v1/leaks, signed by one of its keys,
+and revokes each reported token at once.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
@@ -106,6 +111,7 @@ survives power loss, not only a crash of the process.`,
 	c.Flags().DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger,
 		"how long the audit log waits to gather concurrent gateway requests into one commit: more throughput under heavy load, that much more latency under moderate load (0: no wait)")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
+	c.Flags().StringVar(&cfg.LeakKeys, "leak-keys", "", "accept signed leak reports at POST /v1/leaks, verified with the keys of this file (GitHub's secret scanning key document)")
 	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
 	_ = c.RegisterFlagCompletionFunc("audit-sync", cobra.FixedCompletions([]string{"normal", "full"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.MarkFlagDirname("checkpoint-dir")
