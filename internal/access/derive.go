@@ -239,3 +239,65 @@ func (a *Authority) commitAll(ctx context.Context, recs []audit.Record) error {
 	}
 	return nil
 }
+
+// withinParent cuts the expiry of a derived token's successor (a
+// rotation keeps DerivedFrom) to its parent's: a derived token never
+// outlives the token it was derived from.
+func (a *Authority) withinParent(ctx context.Context, t *store.Token) error {
+	if t.DerivedFrom == "" {
+		return nil
+	}
+	p, err := a.cfg.Store.Token(ctx, t.DerivedFrom)
+	if err != nil {
+		return fmt.Errorf("parent of a derived token: %w", err)
+	}
+	if !p.RevokedAt.IsZero() {
+		return &Error{Reason: ReasonRevoked, Msg: fmt.Sprintf("token %s was derived from %s, which is revoked", t.Parent, p.ID), Err: store.ErrRevoked}
+	}
+	if t.ExpiresAt.After(p.ExpiresAt) {
+		t.ExpiresAt = p.ExpiresAt
+	}
+	return nil
+}
+
+// endDerived makes the tokens derived from t that expire after end
+// expire at end, recording each first; a rotation ends t at end.
+func (a *Authority) endDerived(ctx context.Context, by Actor, t store.Token, end time.Time) error {
+	kids, err := a.cfg.Store.DerivedTokens(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	var recs []audit.Record
+	listed := map[string]bool{}
+	for _, k := range kids {
+		if k.ExpiresAt.After(end) {
+			listed[k.ID] = true
+			recs = append(recs, a.endRecord(by, k.ID, t, end))
+		}
+	}
+	if err := a.commitAll(ctx, recs); err != nil {
+		return err
+	}
+	ids, err := a.cfg.Store.EndDerivedTokens(ctx, t.ID, end)
+	if err != nil {
+		return err
+	}
+	var late []audit.Record
+	for _, id := range ids {
+		a.invalidate(id)
+		if !listed[id] {
+			late = append(late, a.endRecord(by, id, t, end))
+		}
+	}
+	if err := a.commitAll(ctx, late); err != nil {
+		a.cfg.Log.Error("audit: cannot record tokens ended with their parent", "parent", t.ID, "err", err)
+	}
+	return nil
+}
+
+func (a *Authority) endRecord(by Actor, id string, parent store.Token, end time.Time) audit.Record {
+	rec := a.event(by, "token.end")
+	rec.TokenID, rec.Contractor, rec.Decision = id, parent.Contractor, audit.Allow
+	rec.Reason = fmt.Sprintf("ends %s with %s, which it derives from", end.Format(time.RFC3339), parent.ID)
+	return rec
+}

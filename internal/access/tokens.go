@@ -390,7 +390,13 @@ func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.
 			a.now().Add(grace).Format(time.RFC3339), describe(iss.Token))
 		return err
 	}, func() error {
-		err := a.cfg.Store.RotateToken(ctx, old.ID, a.now().Add(grace), iss.Token)
+		end := a.now().Add(grace)
+		// Its derived tokens end with it (first: if the rotation then
+		// fails, they merely end early).
+		if err := a.endDerived(ctx, by, old, end); err != nil {
+			return err
+		}
+		err := a.cfg.Store.RotateToken(ctx, old.ID, end, iss.Token)
 		return storeErr(err, fmt.Sprintf("token %s", id))
 	})
 	if err != nil {
@@ -418,6 +424,9 @@ func (a *Authority) successor(ctx context.Context, by Actor, old store.Token, gr
 	next := old
 	next.ExpiresAt, next.CreatedAt, next.CreatedBy = now.Add(ttl), now, by.TokenID
 	next.LastUsedAt, next.Uses, next.Parent = time.Time{}, 0, old.ID
+	if err := a.withinParent(ctx, &next); err != nil {
+		return store.Token{}, err
+	}
 	var err error
 	if next.Admin {
 		err = a.checkAdmin(by, &next)

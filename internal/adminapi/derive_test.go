@@ -193,3 +193,35 @@ func TestRevokeCascade(t *testing.T) {
 		t.Errorf("sibling after revoking the root: %d %s", st, reason)
 	}
 }
+
+// TestRotateDerived: a derived token never outlives its parent, through
+// rotations: a rotated child's successor ends no later than the parent
+// and stays derived from it; a rotated parent's children end with it.
+func TestRotateDerived(t *testing.T) {
+	e := newGWEnv(t, nil)
+	ctx := context.Background()
+	parent := e.issue(t, adminapi.NewToken{Scopes: []string{"billing:GET:/v1/**"}, TTL: "8h"})
+	kid, err := e.client(parent.Token).Derive(ctx, adminapi.NewDerived{Scopes: []string{"billing:GET:/v1/x"}, TTL: "8h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := e.client(e.root).RotateToken(ctx, kid.ID, adminapi.Rotation{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.DerivedFrom != parent.ID || next.ExpiresAt.After(parent.ExpiresAt) {
+		t.Errorf("successor of a derived token: derived from %q, expires %v (parent %v)", next.DerivedFrom, next.ExpiresAt, parent.ExpiresAt)
+	}
+	if st, body := e.call(t, "/billing/v1/x", next.Token); st != 200 {
+		t.Fatalf("successor at the gateway: %d %s", st, body)
+	}
+	if _, err := e.client(e.root).RotateToken(ctx, parent.ID, adminapi.Rotation{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, reason := e.call(t, "/billing/v1/x", next.Token); st != 401 || reason != "token_expired" {
+		t.Errorf("child after its parent was rotated: %d %s, want 401 token_expired", st, reason)
+	}
+	if recs := e.audit(t, adminapi.AuditQuery{Token: next.ID, Action: "token.end"}); len(recs) != 1 {
+		t.Errorf("audit of the child's end: %+v", recs)
+	}
+}

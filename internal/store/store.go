@@ -298,6 +298,11 @@ type Store interface {
 	// RevokeParent, by and at. It returns the ids of those descendants,
 	// ordered by id.
 	RevokeTokenTree(ctx context.Context, id, by, reason string, at time.Time) ([]string, error)
+	// EndDerivedTokens moves the expiry of every unrevoked token derived
+	// from token id, directly or not, that expires after at, to at (when a
+	// rotation ends the parent early, its children end with it). It
+	// returns the ids of the tokens changed, ordered by id.
+	EndDerivedTokens(ctx context.Context, id string, at time.Time) ([]string, error)
 
 	// Close releases the store's resources.
 	Close() error

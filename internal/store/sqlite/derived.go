@@ -114,3 +114,32 @@ func (s *Store) RevokeTokenTree(ctx context.Context, id, by, reason string, at t
 	slices.Sort(ids)
 	return ids, nil
 }
+
+// EndDerivedTokens moves the expiry of the unrevoked descendants of id
+// that expire after at to at; see store.Store.
+func (s *Store) EndDerivedTokens(ctx context.Context, id string, at time.Time) ([]string, error) {
+	if err := nonZero(at); err != nil {
+		return nil, err
+	}
+	var ids []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, descendants+` UPDATE tokens SET expires_at = ?2
+			WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL AND expires_at > ?2 RETURNING id`, id, msec(at))
+		if err != nil {
+			return fmt.Errorf("sqlite: end tokens derived from %q: %w", id, err)
+		}
+		ids, err = scanAll(rows, func(r *sql.Rows) (string, error) {
+			var s string
+			return s, r.Scan(&s)
+		})
+		if err != nil {
+			return fmt.Errorf("sqlite: end tokens derived from %q: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	return ids, nil
+}

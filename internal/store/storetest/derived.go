@@ -164,3 +164,29 @@ func testRevokeTree(t *testing.T, s store.Store) {
 	check(t, "RevokeTokenTree leaf", err)
 	diff(t, "leaf descendants", []string(nil), ids)
 }
+
+// testEndDerived: ending a token's descendants moves only later expiries,
+// of unrevoked descendants.
+func testEndDerived(t *testing.T, s store.Store) {
+	mustContractor(t, s, "alice")
+	mustToken(t, s, token("lkc_root", "alice", at(2*day), "wiki:*"))
+	a := child("lkc_a", "lkc_root", "alice", time.Second) // expires at(day)
+	mustDerive(t, s, a)
+	early := child("lkc_early", "lkc_root", "alice", 2*time.Second)
+	early.ExpiresAt = at(time.Hour)
+	mustDerive(t, s, early)
+	mustDerive(t, s, child("lkc_aa", "lkc_a", "alice", 3*time.Second))
+	mustDerive(t, s, child("lkc_dead", "lkc_root", "alice", 4*time.Second))
+	check(t, "RevokeToken", s.RevokeToken(ctx(t), "lkc_dead", "lka_1", store.RevokeManual, at(time.Minute)))
+
+	end := at(2 * time.Hour)
+	ids, err := s.EndDerivedTokens(ctx(t), "lkc_root", end)
+	check(t, "EndDerivedTokens", err)
+	diff(t, "ended", []string{"lkc_a", "lkc_aa"}, ids)
+	for id, want := range map[string]time.Time{"lkc_a": end, "lkc_aa": end, "lkc_early": at(time.Hour), "lkc_dead": at(day), "lkc_root": at(2 * day)} {
+		diff(t, id+" expiry", want, getToken(t, s, id).ExpiresAt)
+	}
+	ids, err = s.EndDerivedTokens(ctx(t), "lkc_nope", end)
+	check(t, "EndDerivedTokens unknown", err)
+	diff(t, "ended of unknown", []string(nil), ids)
+}

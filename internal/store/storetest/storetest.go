@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Derived/Errors", testDeriveErrors},
 		{"Derived/Uses", testDeriveUses},
 		{"Derived/RevokeTree", testRevokeTree},
+		{"Derived/End", testEndDerived},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
