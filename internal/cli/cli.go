@@ -13,7 +13,7 @@
 // followed for a server refusal by its stable reason word in parentheses:
 // "latchkey: scope "x" is not covered ... (scope_not_covered)".
 //
-// No command prints a token secret, except issue, rotate and init, which
+// No command prints a token secret, except issue, rotate, derive and init, which
 // print the new token once on stdout, and no command ever prints a service
 // credential value.
 package cli
