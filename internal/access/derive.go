@@ -87,6 +87,8 @@ func (a *Authority) deriveParent(ctx context.Context, id string) (store.Token, e
 		return store.Token{}, &Error{Reason: ReasonRevoked, Msg: fmt.Sprintf("token %s is revoked", p.ID), Err: store.ErrRevoked}
 	case !a.now().Before(p.ExpiresAt):
 		return store.Token{}, refuse(ReasonExpired, "token %s has expired", p.ID)
+	case !holdsServiceScope(p.Scopes):
+		return store.Token{}, refuse(ReasonForbidden, "token %s holds no service scope to derive from (a request-only token cannot derive)", p.ID)
 	}
 	up := p
 	for depth := 0; up.DerivedFrom != ""; depth++ {
@@ -300,4 +302,16 @@ func (a *Authority) endRecord(by Actor, id string, parent store.Token, end time.
 	rec.TokenID, rec.Contractor, rec.Decision = id, parent.Contractor, audit.Allow
 	rec.Reason = fmt.Sprintf("ends %s with %s, which it derives from", end.Format(time.RFC3339), parent.ID)
 	return rec
+}
+
+// holdsServiceScope reports whether scopes include a gateway scope: a
+// token without one (an access-request-only token) has nothing to narrow.
+// Deny by default: a scope that does not parse counts as none.
+func holdsServiceScope(scopes []string) bool {
+	for _, raw := range scopes {
+		if s, err := scope.Parse(raw); err == nil && !s.IsAdmin() {
+			return true
+		}
+	}
+	return false
 }

@@ -2,11 +2,14 @@ package adminapi_test
 
 import (
 	"context"
+	"crypto/rand"
 	"testing"
+	"time"
 
 	"latchkey/internal/access"
 	"latchkey/internal/adminapi"
 	"latchkey/internal/store"
+	"latchkey/internal/token"
 )
 
 // TestDerive: a contractor narrows its own token; the child works at the
@@ -91,6 +94,20 @@ func TestDeriveRefusals(t *testing.T) {
 		if got := reasonOf(err); got != tc.reason {
 			t.Errorf("%s: %v (%s), want %s", tc.name, err, got, tc.reason)
 		}
+	}
+	// A token with no service scope (say, one only for access requests)
+	// cannot derive.
+	text, p, err := token.Generate(token.Contractor, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := e.st.CreateToken(ctx, store.Token{ID: p.ID, Contractor: "alice", Hash: p.Hash(), Scopes: []string{"admin:tokens:read"},
+		ExpiresAt: now.Add(time.Hour), CreatedAt: now, CreatedBy: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client(text).Derive(ctx, ok); reasonOf(err) != "forbidden" {
+		t.Errorf("derive from a token without service scopes: %v", err)
 	}
 	kids, err := e.st.DerivedTokens(ctx, parent.ID)
 	if err != nil || len(kids) != 0 {
