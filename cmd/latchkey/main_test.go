@@ -72,6 +72,8 @@ func TestScripts(t *testing.T) {
 			"webhookrecv": cmdWebhookrecv,
 			"waitlines":   cmdWaitlines,
 			"waitout":     cmdWaitout,
+			"leakkey":     cmdLeakkey,
+			"leakpost":    cmdLeakpost,
 		},
 	})
 }

@@ -346,11 +346,14 @@ func (a *Authority) Revoke(ctx context.Context, by Actor, id string) error {
 // RevokeFor revokes one token for reason, a store.Revoke* word, which the
 // audit record and the token.revoked event carry. Of two concurrent
 // revocations (two replicas' sweepers, say) exactly one succeeds and
-// emits; the other is refused with token_revoked.
+// emits; the other is refused with token_revoked. Every token derived from
+// it (see Derive) is revoked in the same transaction, reason
+// parent_revoked, each audited and announced.
 func (a *Authority) RevokeFor(ctx context.Context, by Actor, id, reason string) error {
 	rec := a.event(by, "token.revoke")
 	rec.TokenID = id
 	var t store.Token
+	var kids []store.Token // revoked with it: derived from it
 	err := a.act(ctx, rec, func(r *audit.Record) error {
 		if !token.ValidID(id) {
 			r.TokenID = ""
@@ -368,12 +371,12 @@ func (a *Authority) RevokeFor(ctx context.Context, by Actor, id, reason string) 
 			return covers(by, t.Scopes)
 		}
 		return nil
-	}, func() error {
-		return storeErr(a.cfg.Store.RevokeToken(ctx, id, by.TokenID, reason, a.now()), fmt.Sprintf("token %s", id))
+	}, func() (err error) {
+		kids, err = a.revokeTree(ctx, by, t, reason)
+		return err
 	})
 	if err == nil {
-		a.invalidate(id)
-		a.emit(ctx, tokenEvent(revokedEvent(reason), by, t, reason))
+		a.revoked(ctx, by, t, reason, kids)
 	}
 	return err
 }
@@ -427,7 +430,13 @@ func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.
 			a.now().Add(grace).Format(time.RFC3339), describe(iss.Token))
 		return err
 	}, func() error {
-		err := a.cfg.Store.RotateToken(ctx, old.ID, a.now().Add(grace), iss.Token)
+		end := a.now().Add(grace)
+		// Its derived tokens end with it (first: if the rotation then
+		// fails, they merely end early).
+		if err := a.endDerived(ctx, by, old, end); err != nil {
+			return err
+		}
+		err := a.cfg.Store.RotateToken(ctx, old.ID, end, iss.Token)
 		return storeErr(err, fmt.Sprintf("token %s", id))
 	})
 	if err != nil {
@@ -464,6 +473,9 @@ func (a *Authority) successor(ctx context.Context, by Actor, old store.Token, gr
 	next := old
 	next.ExpiresAt, next.CreatedAt, next.CreatedBy = now.Add(ttl), now, by.TokenID
 	next.LastUsedAt, next.Uses, next.Parent = time.Time{}, 0, old.ID
+	if err := a.withinParent(ctx, &next); err != nil {
+		return store.Token{}, err
+	}
 	var err error
 	if next.Admin {
 		err = a.checkAdmin(by, &next)

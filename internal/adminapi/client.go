@@ -396,3 +396,13 @@ func (c *Client) AddApprover(ctx context.Context, group, name string) (out Appro
 func (c *Client) RemoveApprover(ctx context.Context, group, name string) (out ApproverRemoved, err error) {
 	return out, c.post(ctx, "/v1/approvers/remove", NewApprover{group, name}, &out)
 }
+
+// ReportLeak revokes the token whose text was found in the wild.
+func (c *Client) ReportLeak(ctx context.Context, text string) (out LeakOutcome, err error) {
+	return out, c.post(ctx, "/v1/tokens/leaked", LeakedToken{Token: text}, &out)
+}
+
+// Derive issues a narrower child of the client's own contractor token.
+func (c *Client) Derive(ctx context.Context, nd NewDerived) (out IssuedToken, err error) {
+	return out, c.post(ctx, "/v1/self/tokens", nd, &out)
+}

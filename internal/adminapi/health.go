@@ -27,9 +27,10 @@ func (e *NotReady) Unwrap() error { return e.Err }
 // readyTimeout bounds one call of Config.Ready.
 const readyTimeout = 5 * time.Second
 
-// publicRoute is an endpoint served without a token and not recorded in
-// the audit log (probes and scrapes would flood it). Produces is the
-// reply's media type if not JSON.
+// publicRoute is an endpoint served without a token and, but for
+// POST /v1/leaks which records itself, not recorded in the audit log
+// (probes and scrapes would flood it). Produces is the reply's media type
+// if not JSON.
 type publicRoute struct {
 	Method, Path string
 	Summary      string
@@ -43,6 +44,8 @@ func (s *Server) publicRoutes() []publicRoute {
 	rs := []publicRoute{
 		{"GET", "/healthz", "Liveness: 200 whenever the process serves", Health{}, "", 200, s.healthz},
 		{"GET", "/readyz", "Readiness: 200 when every component is ready, else 503 naming the component", Health{}, "", 200, s.readyz},
+		// Authenticated by its signature, not a token, and audited itself.
+		{"POST", "/v1/leaks", "Leak reports in GitHub's secret scanning partner format, signed (Github-Public-Key-Identifier, Github-Public-Key-Signature): revokes each reported token; the same reply for every entry", LeakReceipt{}, "", 200, s.leaks},
 	}
 	if s.cfg.Metrics != nil {
 		rs = append(rs, publicRoute{"GET", "/metrics", "Prometheus metrics (text exposition format 0.0.4)", nil,

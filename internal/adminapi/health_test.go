@@ -162,7 +162,7 @@ func TestPublicRoutesDocumented(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
 		t.Fatal(err)
 	}
-	public := map[string]string{"/healthz": "getHealthz", "/readyz": "getReadyz", "/metrics": "getMetrics"}
+	public := map[string]string{"/healthz": "getHealthz", "/readyz": "getReadyz", "/metrics": "getMetrics", "/v1/leaks": "postLeaks"}
 	for path, ops := range doc.Paths {
 		for m, op := range ops {
 			id, isPublic := public[path]

@@ -64,6 +64,8 @@ func (s *Server) coreRoutes() []route {
 		{"GET", "/v1/tokens", "tokens", "read", "List tokens", nil, []Token{}, []string{"contractor", "active"}, 200, s.listTokens},
 		{"GET", "/v1/tokens/{id}", "tokens", "read", "Show a token", nil, Token{}, nil, 200, s.getToken},
 		{"POST", "/v1/tokens/{id}/revoke", "tokens", "write", "Revoke a token", nil, Revoked{}, nil, 200, s.revoke},
+		{"POST", "/v1/tokens/leaked", "tokens", "write", "Revoke a token whose text was found in the wild, and everything derived from it, and notify its sponsor", LeakedToken{}, LeakOutcome{}, nil, 200, s.reportLeak},
+		{"POST", "/v1/self/tokens", selfService, "derive", "Derive a narrower token from the calling contractor token (its text is returned once)", NewDerived{}, IssuedToken{}, nil, 201, s.derive},
 		{"POST", "/v1/tokens/{id}/rotate", "tokens", "write", "Issue a successor with the same scopes; the old token ends after the grace", Rotation{}, IssuedToken{}, nil, 201, s.rotate},
 		{"GET", "/v1/reports/active", "reports", "read", "Who holds live tokens, and until when", nil, []ActiveRow{}, nil, 200, s.reportActive},
 		{"GET", "/v1/reports/access", "reports", "read", "What each contractor can touch, per service and operation", nil, []AccessRow{}, []string{"contractor"}, 200, s.reportAccess},

@@ -24,6 +24,7 @@ import (
 
 	"latchkey/internal/access"
 	"latchkey/internal/audit"
+	"latchkey/internal/leak"
 	"latchkey/internal/notify"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
@@ -62,6 +63,9 @@ type Config struct {
 	// is logged; the client sees only the Component of a *NotReady in
 	// it. Nil means always ready.
 	Ready func(context.Context) error
+	// LeakKeys verify the signatures of leak reports (GitHub secret
+	// scanning) at POST /v1/leaks. nil: the route refuses every report.
+	LeakKeys *leak.Keys
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Log is the application log. Default slog.Default().

@@ -111,6 +111,8 @@ type Token struct {
 	// engagement_ended, leaked, offboarded or parent_revoked.
 	RevokedReason string `json:"revoked_reason,omitempty"`
 	Parent        string `json:"parent,omitempty"`
+	// DerivedFrom is the token its contractor narrowed this one from.
+	DerivedFrom string `json:"derived_from,omitempty"`
 }
 
 // NewToken is the body of POST /v1/tokens. TTL is mandatory (e.g. 8h, 30d).
@@ -139,6 +141,8 @@ type IssuedToken struct {
 	Scopes     []string  `json:"scopes"`
 	ExpiresAt  time.Time `json:"expires_at"`
 	Parent     string    `json:"parent,omitempty"`
+	// DerivedFrom is the caller's token, for a derived token.
+	DerivedFrom string `json:"derived_from,omitempty"`
 }
 
 // Revoked is the reply to POST /v1/tokens/{id}/revoke and
@@ -252,10 +256,11 @@ func toToken(t store.Token, now time.Time) Token {
 		State: tokenState(t, now), CIDRs: t.CIDRs, MaxUses: t.MaxUses, Uses: t.Uses, Note: t.Note,
 		CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, LastUsedAt: optTime(t.LastUsedAt),
 		RevokedAt: optTime(t.RevokedAt), RevokedBy: t.RevokedBy, RevokedReason: t.RevokedReason, Parent: t.Parent,
+		DerivedFrom: t.DerivedFrom,
 	}
 }
 
 func toIssued(iss access.Issued) IssuedToken {
 	t := iss.Token
-	return IssuedToken{t.ID, iss.Text, kind(t.Admin), t.Contractor, t.Scopes, t.ExpiresAt, t.Parent}
+	return IssuedToken{t.ID, iss.Text, kind(t.Admin), t.Contractor, t.Scopes, t.ExpiresAt, t.Parent, t.DerivedFrom}
 }

@@ -13,9 +13,9 @@
 // followed for a server refusal by its stable reason word in parentheses:
 // "latchkey: scope "x" is not covered ... (scope_not_covered)".
 //
-// No command prints a token secret, except issue, rotate, init and request
-// fetch, which print the new token once on stdout, and no command ever
-// prints a service credential value.
+// No command prints a token secret, except issue, rotate, derive, init and
+// request fetch, which print the new token once on stdout, and no command
+// ever prints a service credential value.
 package cli
 
 import (

@@ -71,7 +71,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -102,7 +102,13 @@ policy's idle timeout (reason idle), ends the engagements that are over
 tokens whose grace has passed (reason rotated), and sends one
 expiring-soon notice per token --expiry-notice before it expires. Each
 action is audited as actor latchkey-sweeper. Replicas sharing a store
-take turns: one sweeps at a time.`,
+take turns: one sweeps at a time.
+
+
+With --leak-keys FILE (GitHub's key document, from
+https://api.github.com/meta/public_keys/secret_scanning), the admin listener
+takes secret scanning reports at POST /v1/leaks, signed by one of its keys,
+and revokes each reported token at once.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
@@ -120,6 +126,7 @@ take turns: one sweeps at a time.`,
 	c.Flags().DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger,
 		"how long the audit log waits to gather concurrent gateway requests into one commit: more throughput under heavy load, that much more latency under moderate load (0: no wait)")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
+	c.Flags().StringVar(&cfg.LeakKeys, "leak-keys", "", "accept signed leak reports at POST /v1/leaks, verified with the keys of this file (GitHub's secret scanning key document)")
 	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
 	c.Flags().IntVar(&cfg.WebhookAttempts, "webhook-attempts", notify.DefaultAttempts, "most attempts per webhook delivery before it fails")
 	c.Flags().DurationVar(&cfg.WebhookBackoff, "webhook-backoff", notify.DefaultBackoff, "delay before a webhook delivery's first retry; later ones grow to 720 times it")

@@ -14,7 +14,8 @@ import (
 
 func tokenCmd(g *globals) *cobra.Command {
 	return group("token", "Issue, list, show, revoke and rotate tokens",
-		tokenIssueCmd(g), tokenListCmd(g), tokenShowCmd(g), tokenRevokeCmd(g), tokenRotateCmd(g))
+		tokenIssueCmd(g), tokenListCmd(g), tokenShowCmd(g), tokenRevokeCmd(g), tokenRotateCmd(g),
+		tokenReportLeakCmd(g), tokenDeriveCmd(g))
 }
 
 func tokenIssueCmd(g *globals) *cobra.Command {
@@ -121,9 +122,9 @@ func tokenListCmd(g *globals) *cobra.Command {
 
 // tokenTable writes token records as a table.
 func tokenTable(w io.Writer, ts []adminapi.Token) error {
-	t := newTable(w, "ID", "KIND", "CONTRACTOR", "STATE", "EXPIRES", "LAST USED", "SCOPES")
+	t := newTable(w, "ID", "KIND", "CONTRACTOR", "STATE", "EXPIRES", "LAST USED", "SCOPES", "DERIVED FROM")
 	for _, tk := range ts {
-		t.row(tk.ID, tk.Kind, tk.Contractor, tk.State, when(tk.ExpiresAt), whenPtr(tk.LastUsedAt), list(tk.Scopes))
+		t.row(tk.ID, tk.Kind, tk.Contractor, tk.State, when(tk.ExpiresAt), whenPtr(tk.LastUsedAt), list(tk.Scopes), tk.DerivedFrom)
 	}
 	return t.flush()
 }
@@ -168,6 +169,7 @@ func showToken(w io.Writer, tk adminapi.Token) error {
 		[2]string{"REVOKED", whenPtr(tk.RevokedAt)},
 		[2]string{"REVOKED BY", tk.RevokedBy},
 		[2]string{"PARENT", tk.Parent},
+		[2]string{"DERIVED FROM", tk.DerivedFrom},
 	)
 }
 

@@ -36,6 +36,7 @@ import (
 	"latchkey/internal/adminapi"
 	"latchkey/internal/audit"
 	"latchkey/internal/gateway"
+	"latchkey/internal/leak"
 	"latchkey/internal/metrics"
 	"latchkey/internal/notify"
 	"latchkey/internal/scope"
@@ -135,6 +136,10 @@ type Config struct {
 	// ExpiryNotice is the sweeper's expiring-soon lead time. Default
 	// sweeper.DefaultExpiryNotice (24h).
 	ExpiryNotice time.Duration
+	// LeakKeys is a file holding the public keys (GitHub's secret scanning
+	// key document, see package leak) that sign leak reports to
+	// POST /v1/leaks. Empty: that route refuses every report.
+	LeakKeys string
 }
 
 // initActor is the actor recorded for what init creates.
@@ -291,6 +296,10 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	leakKeys, err := loadLeakKeys(cfg.LeakKeys)
+	if err != nil {
+		return err
+	}
 	if err := firstRun(ctx, cfg.DataDir, cfg.MaxTTL, stdout); err != nil {
 		return err
 	}
@@ -299,7 +308,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	defer in.close()
-	return serve(ctx, cfg, in, tlsCfg, gwTLS, stdout)
+	return serve(ctx, cfg, in, tlsCfg, gwTLS, leakKeys, stdout)
 }
 
 // listenTLS loads the certificate of a listener (what: "admin", whose
@@ -362,7 +371,7 @@ func firstRun(ctx context.Context, dataDir string, maxTTL time.Duration, stdout 
 	return nil
 }
 
-func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Config, stdout io.Writer) error {
+func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Config, leakKeys *leak.Keys, stdout io.Writer) error {
 	cps, err := newCheckpointer(cfg, in)
 	if err != nil {
 		return err
@@ -377,7 +386,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	var stopping atomic.Bool
 	api, err := adminapi.New(adminapi.Config{
 		Authority: in.a, Usage: rec, Log: cfg.Log, Audit: in.audit, AuditStorage: in.storage, Checkpoints: cps.sign,
-		Metrics: reg.Handler(), Webhooks: in.hooks,
+		Metrics: reg.Handler(), Webhooks: in.hooks, LeakKeys: leakKeys,
 		Ready: func(ctx context.Context) error {
 			if stopping.Load() {
 				return &adminapi.NotReady{Component: "server", Err: errors.New("shutting down")}

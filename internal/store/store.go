@@ -95,6 +95,9 @@ type Token struct {
 	// RevokedReason is why: one of the Revoke* words; empty while not revoked.
 	RevokedReason string
 	Parent        string // id of the token this one rotated from, if any
+	// DerivedFrom is the id of the token this one was narrowed from by its
+	// contractor (self-service), if any; revoking that token revokes this one.
+	DerivedFrom string
 }
 
 // Why a token was revoked (Token.RevokedReason).
@@ -377,6 +380,36 @@ type Store interface {
 	// if none was: it reports whether this call marked it (exactly one of
 	// concurrent calls does). ErrNotFound if there is no such token.
 	ClaimExpiryNotice(ctx context.Context, id string, at time.Time) (bool, error)
+
+	// Derived tokens (self-service narrowing) and revocation cascades.
+	// A derived token (DerivedFrom set) dies with the token it was derived
+	// from: revoking a token revokes, in the same transaction, every
+	// unrevoked token derived from it, directly or not.
+	//
+	// CreateDerivedToken, in one transaction, checks t's parent (the token
+	// t.DerivedFrom, which must be set, be a contractor token of the same
+	// contractor, else an error) and stores t: ErrNotFound if the parent
+	// does not exist, ErrDisabled if the contractor is disabled (checked
+	// first), ErrRevoked if the parent is revoked. If the parent has a use
+	// limit, t's uses are carved out of it: t.MaxUses must be between 1 and
+	// the parent's MaxUses - Uses, else ErrExhausted, and the parent's Uses
+	// grows by t.MaxUses. t is otherwise checked as CreateToken checks.
+	CreateDerivedToken(ctx context.Context, t Token) error
+	// DerivedTokens returns the unrevoked tokens derived from token id,
+	// directly or not, ordered by creation time, id. No error for an
+	// unknown id: the list is empty.
+	DerivedTokens(ctx context.Context, id string) ([]Token, error)
+	// RevokeTokenTree revokes token id for reason (as RevokeToken does,
+	// with its ErrNotFound and ErrRevoked) and, in the same transaction,
+	// every unrevoked token derived from it, directly or not, with reason
+	// RevokeParent, by and at. It returns the ids of those descendants,
+	// ordered by id.
+	RevokeTokenTree(ctx context.Context, id, by, reason string, at time.Time) ([]string, error)
+	// EndDerivedTokens moves the expiry of every unrevoked token derived
+	// from token id, directly or not, that expires after at, to at (when a
+	// rotation ends the parent early, its children end with it). It
+	// returns the ids of the tokens changed, ordered by id.
+	EndDerivedTokens(ctx context.Context, id string, at time.Time) ([]string, error)
 
 	// Close releases the store's resources.
 	Close() error

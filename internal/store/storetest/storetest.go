@@ -83,6 +83,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EndEngagement", testEndEngagement},
 		{"RotatedTokens", testRotatedTokens},
 		{"ExpiryNotice", testExpiryNotice},
+		{"Derived/Create", testDerive},
+		{"Derived/Errors", testDeriveErrors},
+		{"Derived/Uses", testDeriveUses},
+		{"Derived/RevokeTree", testRevokeTree},
+		{"Derived/End", testEndDerived},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
