@@ -482,3 +482,31 @@ func TestRequestConcurrentApprovals(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestUnderApprovalPolicy: where the policy requires a sponsor's
+// approval, a direct issue is refused, but the request-only token is
+// issued and the access-request flow issues the token the sponsor approved.
+func TestRequestUnderApprovalPolicy(t *testing.T) {
+	e := newReqEnv(t, 1)
+	ctx := t.Context()
+	e.setPolicy(t, access.PolicyChange{Contractor: str("alice"), Approval: str(store.ApprovalRequired)})
+
+	_, err := e.a.Issue(ctx, root, access.IssueRequest{Contractor: "alice", Scopes: ask.Scopes, TTL: time.Hour})
+	wantReason(t, "direct issue under the approval policy", err, access.ReasonApprovalRequired)
+
+	me := e.requester(t) // the request-only token itself needs no approval
+	r, err := e.a.CreateRequest(ctx, me, "alice", ask)
+	if err != nil {
+		t.Fatalf("request under the approval policy: %v", err)
+	}
+	if _, err := e.a.ApproveRequest(ctx, approver("bob"), r.ID); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	iss, err := e.a.FetchRequest(ctx, me, "alice", r.ID)
+	if err != nil {
+		t.Fatalf("fetch under the approval policy: %v", err)
+	}
+	if _, _, err := e.a.Authenticate(ctx, iss.Text, netip.Addr{}); err != nil {
+		t.Fatalf("the approved token does not authenticate: %v", err)
+	}
+}
