@@ -24,8 +24,9 @@ import (
 // sets NAME to its URL. It checks every request with notify.Verify against
 // the secret in $WORK/NAME.secret (read per request), answers 204 to a
 // verified one and 401 otherwise, and appends one line per request to
-// $WORK/NAME.log: "verified TYPE REASON TOKEN_ID CONTRACTOR" for a
-// verified standard payload, "refused ERROR" otherwise.
+// $WORK/NAME.log: "verified TYPE REASON TOKEN_ID CONTRACTOR", then
+// " REQUEST_ID" if the payload names an access request, for a verified
+// standard payload; "refused ERROR" otherwise.
 func cmdWebhookrecv(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: webhookrecv NAME")
@@ -44,6 +45,9 @@ func cmdWebhookrecv(ts *testscript.TestScript, neg bool, args []string) {
 			var p notify.Payload
 			json.Unmarshal(body, &p)
 			line = fmt.Sprintf("verified %s %s %s %s", p.Type, p.Data.Reason, p.Data.TokenID, p.Data.Contractor)
+			if p.Data.RequestID != "" {
+				line += " " + p.Data.RequestID
+			}
 			w.WriteHeader(http.StatusNoContent)
 		}
 		mu.Lock()
