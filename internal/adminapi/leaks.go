@@ -7,11 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"time"
 
 	"latchkey/internal/access"
 	"latchkey/internal/leak"
-	"latchkey/internal/timespec"
 )
 
 // Headers of a signed leak report (GitHub secret scanning).
@@ -150,13 +148,9 @@ func (s *Server) derive(ctx context.Context, c caller, r *http.Request) (int, an
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
-	var ttl time.Duration
-	if in.TTL != "" {
-		d, err := timespec.ParseDuration(in.TTL)
-		if err != nil {
-			return 0, nil, invalid("invalid ttl: %v", err)
-		}
-		ttl = d
+	ttl, err := optionalTTL(in.TTL)
+	if err != nil {
+		return 0, nil, err
 	}
 	iss, err := s.cfg.Authority.Derive(ctx, c.actor(), access.DeriveRequest{
 		Scopes: in.Scopes, TTL: ttl, CIDRs: in.CIDRs, MaxUses: in.Uses, Note: in.Note,

@@ -189,13 +189,9 @@ func (s *Server) createRequest(ctx context.Context, c caller, r *http.Request) (
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
-	var ttl time.Duration
-	if in.TTL != "" {
-		d, err := timespec.ParseDuration(in.TTL)
-		if err != nil {
-			return 0, nil, invalid("invalid ttl: %v", err)
-		}
-		ttl = d
+	ttl, err := optionalTTL(in.TTL)
+	if err != nil {
+		return 0, nil, err
 	}
 	req, err := s.cfg.Authority.CreateRequest(ctx, c.actor(), c.tok.Contractor, access.NewRequest{Scopes: in.Scopes, TTL: ttl, Reason: in.Reason})
 	return 201, s.toRequest(req), err

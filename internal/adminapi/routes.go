@@ -208,18 +208,27 @@ func (s *Server) revokeGrant(ctx context.Context, c caller, r *http.Request) (in
 	return 200, Revoked{raw, true}, s.cfg.Authority.RevokeGrant(ctx, c.actor(), id)
 }
 
+// optionalTTL parses a request's optional ttl field: zero when absent
+// (the policy's default applies, or ttl_missing).
+func optionalTTL(raw string) (time.Duration, error) {
+	if raw == "" {
+		return 0, nil
+	}
+	d, err := timespec.ParseDuration(raw)
+	if err != nil {
+		return 0, invalid("invalid ttl: %v", err)
+	}
+	return d, nil
+}
+
 func (s *Server) issue(ctx context.Context, c caller, r *http.Request) (int, any, error) {
 	var in NewToken
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
-	var ttl time.Duration
-	if in.TTL != "" {
-		d, err := timespec.ParseDuration(in.TTL)
-		if err != nil {
-			return 0, nil, invalid("invalid ttl: %v", err)
-		}
-		ttl = d
+	ttl, err := optionalTTL(in.TTL)
+	if err != nil {
+		return 0, nil, err
 	}
 	iss, err := s.cfg.Authority.Issue(ctx, c.actor(), access.IssueRequest{
 		Contractor: in.Contractor, Admin: in.Admin, Scopes: in.Scopes, TTL: ttl,
