@@ -141,18 +141,18 @@ func (a *Authority) ReapIdle(ctx context.Context, holder, id string, now time.Ti
 			last.Format(time.RFC3339), timespec.Format(eff.Idle.Value), eff.Idle.From)
 		return true, nil
 	}, func() error {
-		return a.sweepRevoke(ctx, t, store.RevokeIdle, now)
+		return a.sweepRevoke(ctx, t, store.RevokeIdle)
 	})
 }
 
-// sweepRevoke revokes t for reason as the sweeper, and tells caches and
-// notifications (an event of the server itself: its Actor is "").
-func (a *Authority) sweepRevoke(ctx context.Context, t store.Token, reason string, now time.Time) error {
-	if err := a.cfg.Store.RevokeToken(ctx, t.ID, SweeperName, reason, now); err != nil {
+// sweepRevoke revokes t for reason as the sweeper, with every token
+// derived from it (as RevokeFor does), and tells caches and notifications.
+func (a *Authority) sweepRevoke(ctx context.Context, t store.Token, reason string) error {
+	kids, err := a.revokeTree(ctx, sweeperActor, t, reason)
+	if err != nil {
 		return err
 	}
-	a.invalidate(t.ID)
-	a.emit(ctx, tokenEvent(revokedEvent(reason), Actor{}, t, reason))
+	a.revoked(ctx, sweeperActor, t, reason, kids)
 	return nil
 }
 
@@ -175,7 +175,7 @@ func (a *Authority) FinishRotation(ctx context.Context, holder, id string, now t
 		r.Reason = fmt.Sprintf("%s: rotation grace ended at %s", store.RevokeRotated, t.ExpiresAt.Format(time.RFC3339))
 		return true, nil
 	}, func() error {
-		return a.sweepRevoke(ctx, t, store.RevokeRotated, now)
+		return a.sweepRevoke(ctx, t, store.RevokeRotated)
 	})
 }
 

@@ -541,3 +541,29 @@ func TestRunStops(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestIdleReapingRevokesDerived: reaping an idle token revokes the tokens
+// derived from it, even one in use, as every revocation does.
+func TestIdleReapingRevokesDerived(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	parent := f.issue(t, "alice", 20*day)
+	child, err := f.r.a.Derive(ctx, access.Actor{TokenID: parent, Name: "alice"},
+		access.DeriveRequest{Scopes: []string{"billing:GET:/v1/x"}, TTL: 10 * day})
+	if err != nil {
+		t.Fatalf("Derive: %v", err)
+	}
+	setPolicy(t, f.r.a, access.PolicyChange{Service: str("billing"), Idle: dur(3 * day)})
+	f.clock.Add(2 * day)
+	if err := f.r.st.RecordUse(ctx, []store.Use{{TokenID: child.Token.ID, At: f.clock.Now(), Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(day)
+	pass(t, f.r, sweeper.Counts{Idle: 1})
+	if tok := f.token(t, parent); tok.RevokedReason != store.RevokeIdle {
+		t.Errorf("parent: reason %q, want idle", tok.RevokedReason)
+	}
+	if tok := f.token(t, child.Token.ID); tok.RevokedReason != store.RevokeParent {
+		t.Errorf("derived token, used a day ago: reason %q, want %s", tok.RevokedReason, store.RevokeParent)
+	}
+}
