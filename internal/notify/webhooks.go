@@ -2,7 +2,9 @@ package notify
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"strings"
 
 	"latchkey/internal/access"
+	"latchkey/internal/seal"
 	"latchkey/internal/store"
 )
 
@@ -61,6 +64,10 @@ func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor
 			return err
 		}
 		w.SealedSecret = sealed
+		if w.SealedURL, err = n.cfg.Box.Seal([]byte(w.PlainURL), urlAD(w.ID)); err != nil {
+			return err
+		}
+		w.PlainURL = ""
 		return n.cfg.Store.CreateWebhook(ctx, w)
 	})
 	if err != nil {
@@ -72,8 +79,88 @@ func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor
 // sealAD binds a sealed secret to its webhook.
 func sealAD(id string) []byte { return []byte("latchkey webhook secret " + id) }
 
+// urlAD binds a sealed URL to its webhook (and tells it from its secret).
+func urlAD(id string) []byte { return []byte("latchkey webhook url " + id) }
+
+// urlHost is what a listing shows of u: its scheme and host.
+func urlHost(u *url.URL) string { return u.Scheme + "://" + u.Host }
+
+// Fingerprint is the first 8 hex digits of the SHA-256 of a webhook's
+// full URL: listings show it to tell apart two webhooks on one host.
+func Fingerprint(rawURL string) string {
+	h := sha256.Sum256([]byte(rawURL))
+	return hex.EncodeToString(h[:4])
+}
+
+// Masked is what listings show of w's URL: its scheme and host, then
+// "/…" for whatever path and query it has ("https://hooks.slack.com/…"),
+// and its Fingerprint. It works on a webhook not yet resealed too.
+func Masked(w store.Webhook) (masked, fingerprint string) {
+	host, fp := w.URLHost, w.URLFingerprint
+	if w.PlainURL != "" {
+		host, fp = "?", Fingerprint(w.PlainURL)
+		if u, err := url.Parse(w.PlainURL); err == nil {
+			host = urlHost(u)
+		}
+	}
+	return host + "/…", fp
+}
+
+// openURL opens the sealed URL of w, or returns its URL stored in plain
+// text by an older version, not yet resealed.
+func openURL(box *seal.Box, w store.Webhook) (string, error) {
+	if w.PlainURL != "" {
+		return w.PlainURL, nil
+	}
+	u, err := box.Open(w.SealedURL, urlAD(w.ID))
+	if err != nil {
+		return "", fmt.Errorf("notify: webhook %s: cannot open its URL: %w", w.ID, err)
+	}
+	return string(u), nil
+}
+
+// URL returns the full URL of w, for the reply to adding it, the one time
+// it is shown.
+func (n *Notifier) URL(w store.Webhook) (string, error) { return openURL(n.cfg.Box, w) }
+
+// Reseal seals the URLs that versions before sealed URLs stored in plain
+// text (migration 0010), and returns how many it sealed. serve runs it
+// once at startup; it is idempotent, and a URL another replica sealed
+// meanwhile is skipped. Each is stored with its host and fingerprint in
+// the same statement that erases the plain text, so none is lost.
+func (n *Notifier) Reseal(ctx context.Context) (int, error) {
+	ws, err := n.cfg.Store.Webhooks(ctx)
+	if err != nil {
+		return 0, err
+	}
+	sealed := 0
+	for _, w := range ws {
+		if w.PlainURL == "" {
+			continue
+		}
+		host := ""
+		if u, err := url.Parse(w.PlainURL); err == nil {
+			host = urlHost(u)
+		}
+		box, err := n.cfg.Box.Seal([]byte(w.PlainURL), urlAD(w.ID))
+		if err != nil {
+			return sealed, err
+		}
+		err = n.cfg.Store.SealWebhookURL(ctx, w.ID, w.PlainURL, box, host, Fingerprint(w.PlainURL))
+		if errors.Is(err, store.ErrNotFound) {
+			continue // sealed or removed meanwhile
+		}
+		if err != nil {
+			return sealed, fmt.Errorf("notify: reseal webhook %s: %w", w.ID, err)
+		}
+		sealed++
+	}
+	return sealed, nil
+}
+
 // newWebhook validates nw without writing and returns the webhook to
-// store (without its secret) and the URL's host.
+// store (without its secret; its URL still in PlainURL, for Add to seal)
+// and the URL's host.
 func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, string, error) {
 	u, err := CheckURL(nw.URL)
 	if err != nil {
@@ -96,7 +183,9 @@ func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, st
 		return store.Webhook{}, "", err
 	}
 	now := n.cfg.Now().UTC()
-	return store.Webhook{ID: id, URL: u.String(), Events: events, Format: format, CreatedAt: now, CreatedBy: by.TokenID}, u.Hostname(), nil
+	full := u.String()
+	return store.Webhook{ID: id, PlainURL: full, URLHost: urlHost(u), URLFingerprint: Fingerprint(full),
+		Events: events, Format: format, CreatedAt: now, CreatedBy: by.TokenID}, u.Hostname(), nil
 }
 
 // CheckURL parses a webhook URL strictly: absolute http or https, a host,
@@ -187,7 +276,7 @@ func (n *Notifier) Remove(ctx context.Context, a *access.Authority, by access.Ac
 	})
 }
 
-// Webhooks lists the webhooks (their secrets stay sealed).
+// Webhooks lists the webhooks (their URLs and secrets stay sealed; see Masked).
 func (n *Notifier) Webhooks(ctx context.Context) ([]store.Webhook, error) {
 	return n.cfg.Store.Webhooks(ctx)
 }
