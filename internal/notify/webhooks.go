@@ -37,13 +37,13 @@ type NewWebhook struct {
 }
 
 // Add validates nw, generates a signing secret and stores the webhook
-// (its secret sealed), audited through a as action webhook.add before
+// (its URL and secret sealed), audited through a as action webhook.add before
 // anything is stored. It returns the webhook and the secret, which is
 // never shown again.
 func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor, nw NewWebhook) (w store.Webhook, secret string, err error) {
+	var full *url.URL
 	err = a.Audited(ctx, by, "webhook.add", func() (string, error) {
-		var host string
-		if w, host, err = n.newWebhook(by, nw); err != nil {
+		if w, full, err = n.newWebhook(by, nw); err != nil {
 			return "", err
 		}
 		events := "all"
@@ -52,7 +52,7 @@ func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor
 		}
 		// The host only: a URL's path may itself be a credential (Slack's
 		// incoming webhooks).
-		return fmt.Sprintf("%s to host %s, events %s, format %s", w.ID, host, events, w.Format), nil
+		return fmt.Sprintf("%s to host %s, events %s, format %s", w.ID, full.Hostname(), events, w.Format), nil
 	}, func() error {
 		k := make([]byte, secretBytes)
 		if _, err := io.ReadFull(n.cfg.Rand, k); err != nil {
@@ -64,10 +64,9 @@ func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor
 			return err
 		}
 		w.SealedSecret = sealed
-		if w.SealedURL, err = n.cfg.Box.Seal([]byte(w.PlainURL), urlAD(w.ID)); err != nil {
+		if w.SealedURL, err = n.cfg.Box.Seal([]byte(full.String()), urlAD(w.ID)); err != nil {
 			return err
 		}
-		w.PlainURL = ""
 		return n.cfg.Store.CreateWebhook(ctx, w)
 	})
 	if err != nil {
@@ -94,24 +93,13 @@ func Fingerprint(rawURL string) string {
 
 // Masked is what listings show of w's URL: its scheme and host, then
 // "/…" for whatever path and query it has ("https://hooks.slack.com/…"),
-// and its Fingerprint. It works on a webhook not yet resealed too.
+// and its Fingerprint.
 func Masked(w store.Webhook) (masked, fingerprint string) {
-	host, fp := w.URLHost, w.URLFingerprint
-	if w.PlainURL != "" {
-		host, fp = "?", Fingerprint(w.PlainURL)
-		if u, err := url.Parse(w.PlainURL); err == nil {
-			host = urlHost(u)
-		}
-	}
-	return host + "/…", fp
+	return w.URLHost + "/…", w.URLFingerprint
 }
 
-// openURL opens the sealed URL of w, or returns its URL stored in plain
-// text by an older version, not yet resealed.
+// openURL opens the sealed URL of w.
 func openURL(box *seal.Box, w store.Webhook) (string, error) {
-	if w.PlainURL != "" {
-		return w.PlainURL, nil
-	}
 	u, err := box.Open(w.SealedURL, urlAD(w.ID))
 	if err != nil {
 		return "", fmt.Errorf("notify: webhook %s: cannot open its URL: %w", w.ID, err)
@@ -123,52 +111,16 @@ func openURL(box *seal.Box, w store.Webhook) (string, error) {
 // it is shown.
 func (n *Notifier) URL(w store.Webhook) (string, error) { return openURL(n.cfg.Box, w) }
 
-// Reseal seals the URLs that versions before sealed URLs stored in plain
-// text (migration 0010), and returns how many it sealed. serve runs it
-// once at startup; it is idempotent, and a URL another replica sealed
-// meanwhile is skipped. Each is stored with its host and fingerprint in
-// the same statement that erases the plain text, so none is lost.
-func (n *Notifier) Reseal(ctx context.Context) (int, error) {
-	ws, err := n.cfg.Store.Webhooks(ctx)
-	if err != nil {
-		return 0, err
-	}
-	sealed := 0
-	for _, w := range ws {
-		if w.PlainURL == "" {
-			continue
-		}
-		host := ""
-		if u, err := url.Parse(w.PlainURL); err == nil {
-			host = urlHost(u)
-		}
-		box, err := n.cfg.Box.Seal([]byte(w.PlainURL), urlAD(w.ID))
-		if err != nil {
-			return sealed, err
-		}
-		err = n.cfg.Store.SealWebhookURL(ctx, w.ID, w.PlainURL, box, host, Fingerprint(w.PlainURL))
-		if errors.Is(err, store.ErrNotFound) {
-			continue // sealed or removed meanwhile
-		}
-		if err != nil {
-			return sealed, fmt.Errorf("notify: reseal webhook %s: %w", w.ID, err)
-		}
-		sealed++
-	}
-	return sealed, nil
-}
-
 // newWebhook validates nw without writing and returns the webhook to
-// store (without its secret; its URL still in PlainURL, for Add to seal)
-// and the URL's host.
-func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, string, error) {
+// store (without its sealed URL and secret) and its URL, for Add to seal.
+func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, *url.URL, error) {
 	u, err := CheckURL(nw.URL)
 	if err != nil {
-		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, err.Error())
+		return store.Webhook{}, nil, access.Refuse(access.ReasonInvalid, err.Error())
 	}
 	events, err := checkEvents(nw.Events)
 	if err != nil {
-		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, err.Error())
+		return store.Webhook{}, nil, access.Refuse(access.ReasonInvalid, err.Error())
 	}
 	format := nw.Format
 	switch format {
@@ -176,16 +128,15 @@ func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, st
 		format = FormatStandard
 	case FormatStandard, FormatSlack:
 	default:
-		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid format %q: want standard or slack", trunc(format)))
+		return store.Webhook{}, nil, access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid format %q: want standard or slack", trunc(format)))
 	}
 	id, err := n.newID("wh_", 8)
 	if err != nil {
-		return store.Webhook{}, "", err
+		return store.Webhook{}, nil, err
 	}
 	now := n.cfg.Now().UTC()
-	full := u.String()
-	return store.Webhook{ID: id, PlainURL: full, URLHost: urlHost(u), URLFingerprint: Fingerprint(full),
-		Events: events, Format: format, CreatedAt: now, CreatedBy: by.TokenID}, u.Hostname(), nil
+	return store.Webhook{ID: id, URLHost: urlHost(u), URLFingerprint: Fingerprint(u.String()),
+		Events: events, Format: format, CreatedAt: now, CreatedBy: by.TokenID}, u, nil
 }
 
 // CheckURL parses a webhook URL strictly: absolute http or https, a host,

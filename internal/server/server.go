@@ -243,7 +243,7 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	}
 	in := &instance{st: st, storage: st.Audit(sync)}
 	in.audit = audit.New(in.storage, audit.Config{Linger: cfg.AuditLinger})
-	if in.hooks, in.deliver, err = newWebhooks(ctx, cfg, st, box); err != nil {
+	if in.hooks, in.deliver, err = newWebhooks(cfg, st, box); err != nil {
 		in.close()
 		return nil, err
 	}

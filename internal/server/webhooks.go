@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"latchkey/internal/notify"
@@ -12,9 +11,8 @@ import (
 
 // newWebhooks builds the notifier (the Authority's Events hook, queuing
 // deliveries in the store) and the dispatcher that sends them, woken by
-// the notifier as soon as something is queued. It seals the URLs that
-// older versions stored in plain text (notify.Reseal).
-func newWebhooks(ctx context.Context, cfg Config, st store.Store, box *seal.Box) (*notify.Notifier, *notify.Dispatcher, error) {
+// the notifier as soon as something is queued.
+func newWebhooks(cfg Config, st store.Store, box *seal.Box) (*notify.Notifier, *notify.Dispatcher, error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
@@ -27,15 +25,6 @@ func newWebhooks(ctx context.Context, cfg Config, st store.Store, box *seal.Box)
 	n, err := notify.New(notify.Config{Store: st, Box: box, Enqueued: d.Wake, Log: log})
 	if err != nil {
 		return nil, nil, err
-	}
-	// Webhook URLs stored in plain text by a version before they were
-	// sealed (schema 0010) are sealed now, before anything lists or sends them.
-	sealed, err := n.Reseal(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to seal the URLs of webhooks: %w", err)
-	}
-	if sealed > 0 {
-		log.Info("webhooks: sealed URLs stored in plain text by an older version", "webhooks", sealed)
 	}
 	return n, d, nil
 }

@@ -286,12 +286,6 @@ type Store interface {
 	Webhook(ctx context.Context, id string) (Webhook, error)
 	// Webhooks returns all webhooks ordered by creation time, id.
 	Webhooks(ctx context.Context) ([]Webhook, error)
-	// SealWebhookURL replaces the plain-text URL of webhook id, which
-	// must still be plain (its PlainURL), by sealed, host and fingerprint
-	// (see Webhook), erasing the plain text from the database file, not
-	// only from the row. ErrNotFound if there is no such webhook or its
-	// URL is no longer plain (sealed by another process meanwhile).
-	SealWebhookURL(ctx context.Context, id, plain string, sealed []byte, host, fingerprint string) error
 	// DeleteWebhook removes a webhook (ErrNotFound if there is none) and,
 	// in the same transaction, marks its pending deliveries failed at at.
 	// Its deliveries and their logs stay.

@@ -10,8 +10,7 @@ import "time"
 type Webhook struct {
 	ID string // "wh_" and random text; unique, immutable key
 	// SealedURL is the ciphertext of the absolute http(s) URL the
-	// deliveries are POSTed to; opaque to the store. nil for a webhook
-	// stored before URLs were sealed, whose URL is in PlainURL.
+	// deliveries are POSTed to; opaque to the store. Required.
 	SealedURL []byte
 	// URLHost is the URL's scheme and host ("https://hooks.slack.com"),
 	// never its path or query.
@@ -20,10 +19,6 @@ type Webhook struct {
 	// URL: it tells apart two webhooks on one host, and reveals nothing
 	// of the path.
 	URLFingerprint string
-	// PlainURL is the URL of a webhook stored in plain text by a version
-	// before URLs were sealed, until the notifier seals it
-	// (SealWebhookURL); "" otherwise. CreateWebhook refuses to store one.
-	PlainURL string
 	// SealedSecret is the ciphertext of the signing secret; opaque to the store.
 	SealedSecret []byte
 	Events       []string // event types it receives; empty = all

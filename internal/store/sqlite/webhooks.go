@@ -11,20 +11,20 @@ import (
 	"latchkey/internal/store"
 )
 
-const webhookColumns = `id, url, sealed_url, url_host, url_fingerprint, secret, events, format, created_at, created_by`
+const webhookColumns = `id, sealed_url, url_host, url_fingerprint, secret, events, format, created_at, created_by`
 
 // CreateWebhook stores w; store.ErrConflict if the id exists. It refuses
-// a plain-text URL (w.PlainURL) and a webhook without a sealed one.
+// a webhook without a sealed URL.
 func (s *Store) CreateWebhook(ctx context.Context, w store.Webhook) error {
-	if w.PlainURL != "" || len(w.SealedURL) == 0 {
-		return errors.New("sqlite: create webhook: a sealed URL is required, never a plain one")
+	if len(w.SealedURL) == 0 {
+		return errors.New("sqlite: create webhook: a sealed URL is required")
 	}
 	events, err := encodeList(w.Events)
 	if err != nil {
 		return fmt.Errorf("sqlite: create webhook: %w", err)
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			w.ID, w.SealedURL, w.URLHost, w.URLFingerprint, w.SealedSecret, events, w.Format, bound(w.CreatedAt), w.CreatedBy)
 		if isUnique(err) {
 			return fmt.Errorf("sqlite: webhook %q: %w", w.ID, store.ErrConflict)
@@ -65,51 +65,13 @@ func scanWebhook(row scanner) (store.Webhook, error) {
 	var w store.Webhook
 	var events []byte
 	var created sql.NullInt64
-	if err := row.Scan(&w.ID, &w.PlainURL, &w.SealedURL, &w.URLHost, &w.URLFingerprint, &w.SealedSecret, &events, &w.Format, &created, &w.CreatedBy); err != nil {
+	if err := row.Scan(&w.ID, &w.SealedURL, &w.URLHost, &w.URLFingerprint, &w.SealedSecret, &events, &w.Format, &created, &w.CreatedBy); err != nil {
 		return store.Webhook{}, err
 	}
 	w.CreatedAt = timeOf(created)
 	var err error
 	w.Events, err = decodeList(events)
 	return w, err
-}
-
-// SealWebhookURL replaces the plain-text URL of a webhook stored before
-// migration 0010 by its sealed form; store.ErrNotFound unless webhook id
-// still holds plain in url. It runs with secure_delete on, so that SQLite
-// overwrites the old cell with zeros instead of leaving the plain text in
-// the page's free space (and from there in the WAL and the file).
-func (s *Store) SealWebhookURL(ctx context.Context, id, plain string, sealed []byte, host, fingerprint string) error {
-	if plain == "" || len(sealed) == 0 {
-		return errors.New("sqlite: seal webhook URL: the plain and the sealed URL are required")
-	}
-	conn, err := s.w.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlite: seal webhook URL: %w", err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
-		return fmt.Errorf("sqlite: seal webhook URL: %w", err)
-	}
-	// The write pool's only connection goes back to the others as it was.
-	defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA secure_delete = OFF`)
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
-	}
-	defer tx.Rollback()
-	r, err := tx.ExecContext(ctx, `UPDATE webhooks SET url = '', sealed_url = ?, url_host = ?, url_fingerprint = ?
-		WHERE id = ? AND url = ? AND url != ''`, sealed, host, fingerprint, id, plain)
-	if err != nil {
-		return fmt.Errorf("sqlite: seal webhook URL: %w", err)
-	}
-	if n, err := r.RowsAffected(); err != nil || n == 0 {
-		return fmt.Errorf("sqlite: webhook %q with a plain URL: %w", id, errors.Join(store.ErrNotFound, err))
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
-	}
-	return nil
 }
 
 // DeleteWebhook removes a webhook and fails its pending deliveries.
