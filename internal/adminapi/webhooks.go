@@ -10,15 +10,20 @@ import (
 	"latchkey/internal/store"
 )
 
-// Webhook is a configured notification endpoint. Its signing secret is
-// never returned, but once by POST /v1/webhooks.
+// Webhook is a configured notification endpoint. Its signing secret and
+// full URL (whose path may be a credential) are never returned, but once
+// by POST /v1/webhooks.
 type Webhook struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
-	Events    []string  `json:"events"` // empty: every event
-	Format    string    `json:"format"` // standard or slack
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
+	ID string `json:"id"`
+	// URL is masked: scheme and host, then "/…" ("https://hooks.slack.com/…").
+	URL string `json:"url"`
+	// URLFingerprint is the first 8 hex digits of the SHA-256 of the full
+	// URL, to tell apart two webhooks on one host.
+	URLFingerprint string    `json:"url_fingerprint"`
+	Events         []string  `json:"events"` // empty: every event
+	Format         string    `json:"format"` // standard or slack
+	CreatedAt      time.Time `json:"created_at"`
+	CreatedBy      string    `json:"created_by"`
 }
 
 // NewWebhook is the body of POST /v1/webhooks.
@@ -29,15 +34,16 @@ type NewWebhook struct {
 }
 
 // AddedWebhook is the reply to POST /v1/webhooks: the webhook and its
-// signing secret ("whsec_..."), shown this once.
+// full URL and signing secret ("whsec_..."), shown this once.
 type AddedWebhook struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
-	Events    []string  `json:"events"`
-	Format    string    `json:"format"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
-	Secret    string    `json:"secret"`
+	ID             string    `json:"id"`
+	URL            string    `json:"url"` // in full
+	URLFingerprint string    `json:"url_fingerprint"`
+	Events         []string  `json:"events"`
+	Format         string    `json:"format"`
+	CreatedAt      time.Time `json:"created_at"`
+	CreatedBy      string    `json:"created_by"`
+	Secret         string    `json:"secret"`
 }
 
 // Removed is the reply to DELETE /v1/webhooks/{id}.
@@ -80,7 +86,8 @@ func (s *Server) webhookRoutes() []route {
 }
 
 func toWebhook(w store.Webhook) Webhook {
-	return Webhook{w.ID, w.URL, nonNil(w.Events), w.Format, w.CreatedAt, w.CreatedBy}
+	masked, fp := notify.Masked(w)
+	return Webhook{w.ID, masked, fp, nonNil(w.Events), w.Format, w.CreatedAt, w.CreatedBy}
 }
 
 func (s *Server) addWebhook(ctx context.Context, c caller, r *http.Request) (int, any, error) {
@@ -92,7 +99,11 @@ func (s *Server) addWebhook(ctx context.Context, c caller, r *http.Request) (int
 	if err != nil {
 		return 0, nil, err
 	}
-	return 201, AddedWebhook{w.ID, w.URL, nonNil(w.Events), w.Format, w.CreatedAt, w.CreatedBy, secret}, nil
+	full, err := s.cfg.Webhooks.URL(w)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 201, AddedWebhook{w.ID, full, w.URLFingerprint, nonNil(w.Events), w.Format, w.CreatedAt, w.CreatedBy, secret}, nil
 }
 
 func (s *Server) listWebhooks(ctx context.Context, c caller, r *http.Request) (int, any, error) {

@@ -16,20 +16,23 @@ func TestWebhooks(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	c := e.client(e.root)
-	added, err := c.AddWebhook(ctx, adminapi.NewWebhook{URL: "https://hooks.example.com/x", Events: []string{"token.revoked"}, Format: "slack"})
+	const full = "https://hooks.example.com/services/T0/B0/pathsecret?q=1"
+	added, err := c.AddWebhook(ctx, adminapi.NewWebhook{URL: full, Events: []string{"token.revoked"}, Format: "slack"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(added.Secret, "whsec_") || !strings.HasPrefix(added.ID, "wh_") || added.Format != "slack" {
+	if !strings.HasPrefix(added.Secret, "whsec_") || !strings.HasPrefix(added.ID, "wh_") || added.Format != "slack" ||
+		added.URL != full || len(added.URLFingerprint) != 8 {
 		t.Fatalf("added %+v", added)
 	}
 	ws, err := c.Webhooks(ctx)
-	if err != nil || len(ws) != 1 || ws[0].ID != added.ID || ws[0].Events[0] != "token.revoked" {
+	if err != nil || len(ws) != 1 || ws[0].ID != added.ID || ws[0].Events[0] != "token.revoked" ||
+		ws[0].URL != "https://hooks.example.com/…" || ws[0].URLFingerprint != added.URLFingerprint {
 		t.Fatalf("Webhooks: %+v, %v", ws, err)
 	}
 	for _, path := range []string{"/v1/webhooks", "/v1/webhooks/" + added.ID, "/v1/webhooks/deliveries"} {
 		status, body := call(t, e, "GET", path, e.root, "")
-		if status != 200 || strings.Contains(body, added.Secret) || strings.Contains(body, "secret") {
+		if status != 200 || strings.Contains(body, added.Secret) || strings.Contains(body, "secret") || strings.Contains(body, "/services") {
 			t.Errorf("GET %s: %d %s", path, status, body)
 		}
 	}

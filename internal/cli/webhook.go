@@ -31,7 +31,9 @@ Webhooks way (headers webhook-id, webhook-timestamp, webhook-signature
 "v1,<base64 HMAC-SHA256>"). --format slack sends a Slack incoming-webhook
 message {"text": ...} instead of the JSON event.
 
-stdout holds only the signing secret (whsec_...), shown this once.`,
+stdout holds only the signing secret (whsec_...), shown this once. The URL
+is stored sealed, like the secret: 'webhook list' shows only its scheme and
+host and a fingerprint (the first 8 hex digits of its SHA-256).`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := addOutput(c, formatText, formatJSON)
@@ -66,7 +68,7 @@ stdout holds only the signing secret (whsec_...), shown this once.`,
 func webhookListCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
-		Short: "List webhooks (never their secrets)",
+		Short: "List webhooks (never their secrets; URLs masked to scheme, host and fingerprint)",
 		Args:  cobra.NoArgs,
 	}
 	out := addOutput(c, formatTable, formatJSON)
@@ -80,7 +82,7 @@ func webhookListCmd(g *globals) *cobra.Command {
 				if events == "" {
 					events = "all"
 				}
-				t.row(h.ID, h.URL, events, h.Format, when(h.CreatedAt))
+				t.row(h.ID, h.URL+" ("+h.URLFingerprint+")", events, h.Format, when(h.CreatedAt))
 			}
 			return t.flush()
 		})

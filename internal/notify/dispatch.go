@@ -43,7 +43,7 @@ const maxErrorText = 200
 type DispatcherConfig struct {
 	// Store holds the webhooks and the outbox. Required.
 	Store store.Store
-	// Box opens the signing secrets. Required.
+	// Box opens the signing secrets and URLs. Required.
 	Box *seal.Box
 	// Attempts is the most attempts per delivery before it fails.
 	// Default DefaultAttempts.
@@ -248,7 +248,12 @@ func (d *Dispatcher) send(ctx context.Context, w store.Webhook, dl store.Deliver
 	if err != nil {
 		return 0, "bad signing secret", true
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(dl.Payload))
+	target, err := openURL(d.cfg.Box, w)
+	if err != nil {
+		d.cfg.Log.Error("webhooks: cannot open a webhook URL", "webhook", w.ID, "err", err)
+		return 0, "cannot open the webhook URL", true
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(dl.Payload))
 	if err != nil {
 		return 0, "bad webhook URL", true
 	}

@@ -7,8 +7,10 @@
 // jitter. Several replicas sharing one store may each run a Dispatcher:
 // every attempt is leased to one of them in the store.
 //
-// A payload never carries a token secret; a signing secret is stored
-// only sealed (package seal) and shown once, when its webhook is added.
+// A payload never carries a token secret; a signing secret and a webhook
+// URL (whose path may be a credential) are stored only sealed (package
+// seal) and shown once, when their webhook is added. Listings, audit
+// records and logs name a URL by its scheme and host (Masked).
 package notify
 
 import (
@@ -71,7 +73,7 @@ type Data struct {
 type Config struct {
 	// Store holds the webhooks and the outbox. Required.
 	Store store.Store
-	// Box seals signing secrets. Required.
+	// Box seals signing secrets and URLs. Required.
 	Box *seal.Box
 	// Now is the clock. Default time.Now.
 	Now func() time.Time

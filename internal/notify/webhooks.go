@@ -2,7 +2,9 @@ package notify
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"strings"
 
 	"latchkey/internal/access"
+	"latchkey/internal/seal"
 	"latchkey/internal/store"
 )
 
@@ -34,13 +37,13 @@ type NewWebhook struct {
 }
 
 // Add validates nw, generates a signing secret and stores the webhook
-// (its secret sealed), audited through a as action webhook.add before
+// (its URL and secret sealed), audited through a as action webhook.add before
 // anything is stored. It returns the webhook and the secret, which is
 // never shown again.
 func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor, nw NewWebhook) (w store.Webhook, secret string, err error) {
+	var full *url.URL
 	err = a.Audited(ctx, by, "webhook.add", func() (string, error) {
-		var host string
-		if w, host, err = n.newWebhook(by, nw); err != nil {
+		if w, full, err = n.newWebhook(by, nw); err != nil {
 			return "", err
 		}
 		events := "all"
@@ -49,7 +52,7 @@ func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor
 		}
 		// The host only: a URL's path may itself be a credential (Slack's
 		// incoming webhooks).
-		return fmt.Sprintf("%s to host %s, events %s, format %s", w.ID, host, events, w.Format), nil
+		return fmt.Sprintf("%s to host %s, events %s, format %s", w.ID, full.Hostname(), events, w.Format), nil
 	}, func() error {
 		k := make([]byte, secretBytes)
 		if _, err := io.ReadFull(n.cfg.Rand, k); err != nil {
@@ -61,6 +64,9 @@ func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor
 			return err
 		}
 		w.SealedSecret = sealed
+		if w.SealedURL, err = n.cfg.Box.Seal([]byte(full.String()), urlAD(w.ID)); err != nil {
+			return err
+		}
 		return n.cfg.Store.CreateWebhook(ctx, w)
 	})
 	if err != nil {
@@ -72,16 +78,49 @@ func (n *Notifier) Add(ctx context.Context, a *access.Authority, by access.Actor
 // sealAD binds a sealed secret to its webhook.
 func sealAD(id string) []byte { return []byte("latchkey webhook secret " + id) }
 
+// urlAD binds a sealed URL to its webhook (and tells it from its secret).
+func urlAD(id string) []byte { return []byte("latchkey webhook url " + id) }
+
+// urlHost is what a listing shows of u: its scheme and host.
+func urlHost(u *url.URL) string { return u.Scheme + "://" + u.Host }
+
+// Fingerprint is the first 8 hex digits of the SHA-256 of a webhook's
+// full URL: listings show it to tell apart two webhooks on one host.
+func Fingerprint(rawURL string) string {
+	h := sha256.Sum256([]byte(rawURL))
+	return hex.EncodeToString(h[:4])
+}
+
+// Masked is what listings show of w's URL: its scheme and host, then
+// "/…" for whatever path and query it has ("https://hooks.slack.com/…"),
+// and its Fingerprint.
+func Masked(w store.Webhook) (masked, fingerprint string) {
+	return w.URLHost + "/…", w.URLFingerprint
+}
+
+// openURL opens the sealed URL of w.
+func openURL(box *seal.Box, w store.Webhook) (string, error) {
+	u, err := box.Open(w.SealedURL, urlAD(w.ID))
+	if err != nil {
+		return "", fmt.Errorf("notify: webhook %s: cannot open its URL: %w", w.ID, err)
+	}
+	return string(u), nil
+}
+
+// URL returns the full URL of w, for the reply to adding it, the one time
+// it is shown.
+func (n *Notifier) URL(w store.Webhook) (string, error) { return openURL(n.cfg.Box, w) }
+
 // newWebhook validates nw without writing and returns the webhook to
-// store (without its secret) and the URL's host.
-func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, string, error) {
+// store (without its sealed URL and secret) and its URL, for Add to seal.
+func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, *url.URL, error) {
 	u, err := CheckURL(nw.URL)
 	if err != nil {
-		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, err.Error())
+		return store.Webhook{}, nil, access.Refuse(access.ReasonInvalid, err.Error())
 	}
 	events, err := checkEvents(nw.Events)
 	if err != nil {
-		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, err.Error())
+		return store.Webhook{}, nil, access.Refuse(access.ReasonInvalid, err.Error())
 	}
 	format := nw.Format
 	switch format {
@@ -89,14 +128,15 @@ func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, st
 		format = FormatStandard
 	case FormatStandard, FormatSlack:
 	default:
-		return store.Webhook{}, "", access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid format %q: want standard or slack", trunc(format)))
+		return store.Webhook{}, nil, access.Refuse(access.ReasonInvalid, fmt.Sprintf("invalid format %q: want standard or slack", trunc(format)))
 	}
 	id, err := n.newID("wh_", 8)
 	if err != nil {
-		return store.Webhook{}, "", err
+		return store.Webhook{}, nil, err
 	}
 	now := n.cfg.Now().UTC()
-	return store.Webhook{ID: id, URL: u.String(), Events: events, Format: format, CreatedAt: now, CreatedBy: by.TokenID}, u.Hostname(), nil
+	return store.Webhook{ID: id, URLHost: urlHost(u), URLFingerprint: Fingerprint(u.String()),
+		Events: events, Format: format, CreatedAt: now, CreatedBy: by.TokenID}, u, nil
 }
 
 // CheckURL parses a webhook URL strictly: absolute http or https, a host,
@@ -187,7 +227,7 @@ func (n *Notifier) Remove(ctx context.Context, a *access.Authority, by access.Ac
 	})
 }
 
-// Webhooks lists the webhooks (their secrets stay sealed).
+// Webhooks lists the webhooks (their URLs and secrets stay sealed; see Masked).
 func (n *Notifier) Webhooks(ctx context.Context) ([]store.Webhook, error) {
 	return n.cfg.Store.Webhooks(ctx)
 }

@@ -3,10 +3,22 @@ package store
 import "time"
 
 // Webhook is an HTTP endpoint that receives signed notifications (package
-// notify). Its signing secret is kept only sealed (package seal).
+// notify). Its URL and signing secret are kept only sealed (package
+// seal): a URL's path or query may itself be a credential (a Slack
+// incoming webhook's is). Only the URL's scheme and host, and a
+// fingerprint, are kept in clear, for listings.
 type Webhook struct {
-	ID  string // "wh_" and random text; unique, immutable key
-	URL string // absolute http(s) URL the deliveries are POSTed to
+	ID string // "wh_" and random text; unique, immutable key
+	// SealedURL is the ciphertext of the absolute http(s) URL the
+	// deliveries are POSTed to; opaque to the store. Required.
+	SealedURL []byte
+	// URLHost is the URL's scheme and host ("https://hooks.slack.com"),
+	// never its path or query.
+	URLHost string
+	// URLFingerprint is the first 8 hex digits of the SHA-256 of the full
+	// URL: it tells apart two webhooks on one host, and reveals nothing
+	// of the path.
+	URLFingerprint string
 	// SealedSecret is the ciphertext of the signing secret; opaque to the store.
 	SealedSecret []byte
 	Events       []string // event types it receives; empty = all

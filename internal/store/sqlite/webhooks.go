@@ -11,17 +11,21 @@ import (
 	"latchkey/internal/store"
 )
 
-const webhookColumns = `id, url, secret, events, format, created_at, created_by`
+const webhookColumns = `id, sealed_url, url_host, url_fingerprint, secret, events, format, created_at, created_by`
 
-// CreateWebhook stores w; store.ErrConflict if the id exists.
+// CreateWebhook stores w; store.ErrConflict if the id exists. It refuses
+// a webhook without a sealed URL.
 func (s *Store) CreateWebhook(ctx context.Context, w store.Webhook) error {
+	if len(w.SealedURL) == 0 {
+		return errors.New("sqlite: create webhook: a sealed URL is required")
+	}
 	events, err := encodeList(w.Events)
 	if err != nil {
 		return fmt.Errorf("sqlite: create webhook: %w", err)
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			w.ID, w.URL, w.SealedSecret, events, w.Format, bound(w.CreatedAt), w.CreatedBy)
+		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			w.ID, w.SealedURL, w.URLHost, w.URLFingerprint, w.SealedSecret, events, w.Format, bound(w.CreatedAt), w.CreatedBy)
 		if isUnique(err) {
 			return fmt.Errorf("sqlite: webhook %q: %w", w.ID, store.ErrConflict)
 		}
@@ -61,7 +65,7 @@ func scanWebhook(row scanner) (store.Webhook, error) {
 	var w store.Webhook
 	var events []byte
 	var created sql.NullInt64
-	if err := row.Scan(&w.ID, &w.URL, &w.SealedSecret, &events, &w.Format, &created, &w.CreatedBy); err != nil {
+	if err := row.Scan(&w.ID, &w.SealedURL, &w.URLHost, &w.URLFingerprint, &w.SealedSecret, &events, &w.Format, &created, &w.CreatedBy); err != nil {
 		return store.Webhook{}, err
 	}
 	w.CreatedAt = timeOf(created)

@@ -10,8 +10,8 @@ import (
 )
 
 func webhook(id string, created time.Time, events ...string) store.Webhook {
-	return store.Webhook{ID: id, URL: "https://hooks.example.com/" + id, SealedSecret: []byte("sealed " + id),
-		Events: events, Format: "standard", CreatedAt: created, CreatedBy: "lka_root"}
+	return store.Webhook{ID: id, SealedURL: []byte("sealed url " + id), URLHost: "https://hooks.example.com",
+		URLFingerprint: "0123abcd", SealedSecret: []byte("sealed " + id), Events: events, Format: "standard", CreatedAt: created, CreatedBy: "lka_root"}
 }
 
 func delivery(id, webhookID string, due time.Time) store.Delivery {
@@ -25,6 +25,11 @@ func testWebhooks(t *testing.T, s store.Store) {
 	check(t, "CreateWebhook a", s.CreateWebhook(ctx(t), a))
 	check(t, "CreateWebhook b", s.CreateWebhook(ctx(t), b))
 	wantErr(t, "CreateWebhook again", s.CreateWebhook(ctx(t), a), store.ErrConflict)
+	unsealed := webhook("wh_unsealed", t0)
+	unsealed.SealedURL = nil
+	if err := s.CreateWebhook(ctx(t), unsealed); err == nil {
+		t.Error("CreateWebhook stored a webhook without a URL")
+	}
 	got, err := s.Webhook(ctx(t), "wh_a")
 	check(t, "Webhook", err)
 	diff(t, "Webhook", a, got)

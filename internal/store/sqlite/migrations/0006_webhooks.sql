@@ -1,16 +1,28 @@
 -- Webhooks (package notify) and their outbox of deliveries.
 --
--- webhooks: one row per configured endpoint. secret is the sealed signing
--- secret (package seal), never plain text; events is a JSON array of event
--- types, NULL for all; format is 'standard' or 'slack'. Times are unix ms.
+-- webhooks: one row per configured endpoint. Its URL and signing secret
+-- are kept only sealed (package seal), never in plain text: a URL's path or
+-- query may itself be a credential (a Slack incoming webhook's is), and a
+-- copy of the database alone must not reveal it.
+--   sealed_url: the sealed URL, bound to the webhook id.
+--   url_host: the URL's scheme and host ("https://hooks.slack.com"), in
+--     clear, for listings; never its path or query.
+--   url_fingerprint: the first 8 hex digits of the SHA-256 of the full
+--     URL, to tell apart two webhooks on one host.
+--   secret: the sealed signing secret, bound to the webhook id.
+--   events: a JSON array of event types, NULL for all.
+--   format: 'standard' or 'slack'.
+-- Times are unix ms.
 CREATE TABLE webhooks (
-	id         TEXT PRIMARY KEY,
-	url        TEXT NOT NULL,
-	secret     BLOB NOT NULL,
-	events     TEXT,
-	format     TEXT NOT NULL,
-	created_at INTEGER NOT NULL,
-	created_by TEXT NOT NULL
+	id              TEXT PRIMARY KEY,
+	sealed_url      BLOB NOT NULL,
+	url_host        TEXT NOT NULL,
+	url_fingerprint TEXT NOT NULL,
+	secret          BLOB NOT NULL,
+	events          TEXT,
+	format          TEXT NOT NULL,
+	created_at      INTEGER NOT NULL,
+	created_by      TEXT NOT NULL
 );
 
 -- deliveries: one notification for one webhook. id is the webhook-id
