@@ -38,6 +38,7 @@ type cached struct {
 	until    time.Time // contractor's engagement end (contractor tokens)
 	loaded   time.Time
 	maxUses  int64
+	jkt, x5t string // proof-of-possession binding (store.Token.CnfJKT, CnfX5T)
 	admin    bool
 	revoked  bool // the token's RevokedAt is set
 	disabled bool // contractor disabled (contractor tokens)
@@ -60,7 +61,8 @@ type terms struct {
 // token returns the record fields of e that Authenticate reports.
 func (e *cached) token() store.Token {
 	return store.Token{ID: e.id, Admin: e.admin, Contractor: e.terms.contractor, Scopes: e.terms.scopeText,
-		Hash: e.hash, ExpiresAt: e.expires, CIDRs: e.terms.cidrText, MaxUses: e.maxUses, Note: e.terms.note}
+		Hash: e.hash, ExpiresAt: e.expires, CIDRs: e.terms.cidrText, MaxUses: e.maxUses, Note: e.terms.note,
+		CnfJKT: e.jkt, CnfX5T: e.x5t}
 }
 
 // cache keeps token records by id for the authentication hot path. Only
@@ -157,7 +159,7 @@ func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Ti
 		return nil, err
 	}
 	e := &cached{id: t.ID, hash: t.Hash, terms: tm, expires: t.ExpiresAt, loaded: now,
-		maxUses: t.MaxUses, admin: t.Admin, revoked: !t.RevokedAt.IsZero()}
+		maxUses: t.MaxUses, jkt: t.CnfJKT, x5t: t.CnfX5T, admin: t.Admin, revoked: !t.RevokedAt.IsZero()}
 	if !t.Admin {
 		ct, err := st.Contractor(ctx, t.Contractor)
 		if err != nil {

@@ -130,6 +130,8 @@ func (a *Authority) derivedToken(ctx context.Context, parent store.Token, req De
 		return store.Token{}, err
 	}
 	t.ExpiresAt, t.CreatedAt, t.CreatedBy, t.DerivedFrom = now.Add(req.TTL), now, parent.ID, parent.ID
+	// A child is bound to its parent's key: narrowing never unbinds.
+	t.CnfJKT, t.CnfX5T = parent.CnfJKT, parent.CnfX5T
 	if t.ExpiresAt.After(parent.ExpiresAt) {
 		// Like a Vault child token (and an admin token, see checkAdmin):
 		// capped at the parent's expiry, which the reply shows.

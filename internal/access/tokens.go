@@ -37,6 +37,12 @@ type IssueRequest struct {
 	CIDRs   []string
 	MaxUses int64
 	Note    string
+	// Bind binds the token to a key the contractor holds: BindDPoP (with
+	// Thumbprint the RFC 7638 thumbprint of the DPoP public key) or
+	// BindMTLS (Thumbprint the client certificate's x5t#S256); "" for a
+	// bearer token.
+	Bind       string
+	Thumbprint string
 
 	// approved skips the approval_required check: it is set only by the
 	// access-request flow (merged later), which issues the token a
@@ -95,6 +101,9 @@ func (a *Authority) newToken(ctx context.Context, by Actor, req IssueRequest) (s
 	t.ExpiresAt = now.Add(req.TTL)
 	t.CreatedAt, t.CreatedBy = now, by.TokenID
 	if req.Admin {
+		if t.Bound() {
+			return t, refuse(ReasonInvalid, "only contractor tokens can be bound to a key")
+		}
 		return t, a.checkAdmin(by, &t)
 	}
 	if err := a.checkContractor(ctx, &t, now); err != nil {
@@ -174,6 +183,9 @@ func tokenFields(req IssueRequest) (store.Token, error) {
 		return t, refuse(ReasonInvalid, "note is longer than %d bytes", maxNote)
 	}
 	if err := validText("note", req.Note, false); err != nil {
+		return t, err
+	}
+	if err := bind(&t, req.Bind, req.Thumbprint); err != nil {
 		return t, err
 	}
 	cidrs, err := parseCIDRs(req.CIDRs)

@@ -221,6 +221,20 @@ func optionalTTL(raw string) (time.Duration, error) {
 	return d, nil
 }
 
+// thumbprint returns the thumbprint that goes with a new token's binding:
+// jkt for dpop, x5t for mtls, and neither field for the other binding.
+func thumbprint(in NewToken) (string, error) {
+	switch {
+	case in.JKT != "" && in.X5T != "":
+		return "", invalid("give jkt (bind dpop) or x5t (bind mtls), not both")
+	case in.JKT != "" && in.Bind != access.BindDPoP:
+		return "", invalid("jkt is the thumbprint of a DPoP key: it needs bind dpop")
+	case in.X5T != "" && in.Bind != access.BindMTLS:
+		return "", invalid("x5t is the thumbprint of a client certificate: it needs bind mtls")
+	}
+	return in.JKT + in.X5T, nil
+}
+
 func (s *Server) issue(ctx context.Context, c caller, r *http.Request) (int, any, error) {
 	var in NewToken
 	if err := decode(r, &in); err != nil {
@@ -230,9 +244,13 @@ func (s *Server) issue(ctx context.Context, c caller, r *http.Request) (int, any
 	if err != nil {
 		return 0, nil, err
 	}
+	thumb, err := thumbprint(in)
+	if err != nil {
+		return 0, nil, err
+	}
 	iss, err := s.cfg.Authority.Issue(ctx, c.actor(), access.IssueRequest{
 		Contractor: in.Contractor, Admin: in.Admin, Scopes: in.Scopes, TTL: ttl,
-		CIDRs: in.CIDRs, MaxUses: in.Uses, Note: in.Note,
+		CIDRs: in.CIDRs, MaxUses: in.Uses, Note: in.Note, Bind: in.Bind, Thumbprint: thumb,
 	})
 	return 201, toIssued(iss), err
 }

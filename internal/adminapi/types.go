@@ -113,6 +113,23 @@ type Token struct {
 	Parent        string `json:"parent,omitempty"`
 	// DerivedFrom is the token its contractor narrowed this one from.
 	DerivedFrom string `json:"derived_from,omitempty"`
+	// Cnf is the token's proof-of-possession binding, as a confirmation
+	// claim (RFC 7800) carries it; absent for a bearer token.
+	Cnf *Cnf `json:"cnf,omitempty"`
+}
+
+// Cnf is a token's binding: the DPoP key's RFC 7638 thumbprint (jkt, RFC
+// 9449) or the client certificate's SHA-256 thumbprint (x5t#S256, RFC 8705).
+type Cnf struct {
+	JKT string `json:"jkt,omitempty"`
+	X5T string `json:"x5t#S256,omitempty"`
+}
+
+func toCnf(t store.Token) *Cnf {
+	if !t.Bound() {
+		return nil
+	}
+	return &Cnf{JKT: t.CnfJKT, X5T: t.CnfX5T}
 }
 
 // NewToken is the body of POST /v1/tokens. TTL is mandatory (e.g. 8h, 30d).
@@ -124,6 +141,12 @@ type NewToken struct {
 	CIDRs      []string `json:"cidrs,omitempty"`
 	Uses       int64    `json:"uses,omitempty"`
 	Note       string   `json:"note,omitempty"`
+	// Bind binds the token to a key the contractor holds: "dpop" with JKT
+	// (the RFC 7638 thumbprint of the DPoP public key) or "mtls" with X5T
+	// (the client certificate's x5t#S256); both base64url, no padding.
+	Bind string `json:"bind,omitempty"`
+	JKT  string `json:"jkt,omitempty"`
+	X5T  string `json:"x5t,omitempty"`
 }
 
 // Rotation is the body of POST /v1/tokens/{id}/rotate.
@@ -143,6 +166,7 @@ type IssuedToken struct {
 	Parent     string    `json:"parent,omitempty"`
 	// DerivedFrom is the caller's token, for a derived token.
 	DerivedFrom string `json:"derived_from,omitempty"`
+	Cnf         *Cnf   `json:"cnf,omitempty"`
 }
 
 // Revoked is the reply to POST /v1/tokens/{id}/revoke and
@@ -256,11 +280,11 @@ func toToken(t store.Token, now time.Time) Token {
 		State: tokenState(t, now), CIDRs: t.CIDRs, MaxUses: t.MaxUses, Uses: t.Uses, Note: t.Note,
 		CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, LastUsedAt: optTime(t.LastUsedAt),
 		RevokedAt: optTime(t.RevokedAt), RevokedBy: t.RevokedBy, RevokedReason: t.RevokedReason, Parent: t.Parent,
-		DerivedFrom: t.DerivedFrom,
+		DerivedFrom: t.DerivedFrom, Cnf: toCnf(t),
 	}
 }
 
 func toIssued(iss access.Issued) IssuedToken {
 	t := iss.Token
-	return IssuedToken{t.ID, iss.Text, kind(t.Admin), t.Contractor, t.Scopes, t.ExpiresAt, t.Parent, t.DerivedFrom}
+	return IssuedToken{t.ID, iss.Text, kind(t.Admin), t.Contractor, t.Scopes, t.ExpiresAt, t.Parent, t.DerivedFrom, toCnf(t)}
 }

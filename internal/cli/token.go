@@ -21,13 +21,19 @@ func tokenCmd(g *globals) *cobra.Command {
 func tokenIssueCmd(g *globals) *cobra.Command {
 	var nt adminapi.NewToken
 	c := &cobra.Command{
-		Use:   "issue [CONTRACTOR] --scope S ... --ttl DURATION [--cidr C ...] [--uses N] [--note T] [--admin]",
+		Use:   "issue [CONTRACTOR] --scope S ... --ttl DURATION [--cidr C ...] [--uses N] [--bind dpop --jkt T | --bind mtls --x5t T] [--note T] [--admin]",
 		Short: "Issue a token; prints it once",
 		Long: `Issue a token to CONTRACTOR inside their live grants, or with --admin an admin
 token (no CONTRACTOR) whose admin:... scopes your own token covers.
 
 Every token expires: --ttl (e.g. 8h, 30d) is required, at most the server's
 maximum, and must end within the engagement and the covering grants.
+
+--bind dpop --jkt T binds the token to the contractor's DPoP key (T is the
+thumbprint "latchkey key new" prints): the gateway then accepts it only as
+"Authorization: DPoP" with a proof signed by that key, never as a bearer
+token. --bind mtls --x5t T binds it to a client certificate (T its SHA-256
+thumbprint): it works only over TLS connections presenting that certificate.
 
 stdout holds only the token text, so that T=$(latchkey token issue ...)
 works. It is shown this once and stored only as a hash.`,
@@ -48,7 +54,11 @@ works. It is shown this once and stored only as a hash.`,
 	f.StringArrayVar(&nt.CIDRs, "cidr", nil, "source network allowed to use the token, e.g. 10.0.0.0/8 (repeatable)")
 	f.Int64Var(&nt.Uses, "uses", 0, "maximum number of uses (default unlimited)")
 	f.StringVar(&nt.Note, "note", "", "free text kept with the token")
+	f.StringVar(&nt.Bind, "bind", "", "bind the token to a key the contractor holds: dpop (with --jkt) or mtls (with --x5t)")
+	f.StringVar(&nt.JKT, "jkt", "", "with --bind dpop: the RFC 7638 thumbprint of the contractor's DPoP public key")
+	f.StringVar(&nt.X5T, "x5t", "", "with --bind mtls: the SHA-256 thumbprint (base64url) of the contractor's client certificate")
 	f.BoolVar(&nt.Admin, "admin", false, "issue an admin token (admin:... scopes, no CONTRACTOR)")
+	_ = c.RegisterFlagCompletionFunc("bind", cobra.FixedCompletions([]string{"dpop", "mtls"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.MarkFlagRequired("scope")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 1 {
@@ -77,6 +87,16 @@ func checkIssue(cmd *cobra.Command, nt adminapi.NewToken) error {
 		if _, err := netip.ParsePrefix(c); err != nil {
 			return usagef("--cidr %q: want an address/prefix like 10.0.0.0/8", trunc(c))
 		}
+	}
+	switch {
+	case nt.Bind != "" && nt.Bind != "dpop" && nt.Bind != "mtls":
+		return usagef("--bind %q: want dpop or mtls", trunc(nt.Bind))
+	case nt.Bind == "dpop" && (nt.JKT == "" || nt.X5T != ""):
+		return usagef("--bind dpop needs --jkt THUMBPRINT (and no --x5t)")
+	case nt.Bind == "mtls" && (nt.X5T == "" || nt.JKT != ""):
+		return usagef("--bind mtls needs --x5t THUMBPRINT (and no --jkt)")
+	case nt.Bind == "" && (nt.JKT != "" || nt.X5T != ""):
+		return usagef("--jkt and --x5t go with --bind dpop or --bind mtls")
 	}
 	return nil
 }

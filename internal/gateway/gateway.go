@@ -31,6 +31,7 @@ const (
 	ReasonServiceUnknown      = "service_unknown"
 	ReasonUpstreamUnavailable = "upstream_unavailable"
 	ReasonInternal            = "internal_error"
+	ReasonProofInvalid        = "proof_invalid"
 )
 
 // Defaults of the Config limits.
@@ -257,6 +258,14 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		return store.Token{}, scope.Scope{}, false
 	}
 	rec.Contractor = tok.Contractor
+	if tok.Bound() {
+		// Proof-of-possession verification is not wired in yet: a bound
+		// token is refused, never accepted as a bearer token (fail closed).
+		h.failures.allow(src, h.cfg.Now())
+		w.Header().Set("WWW-Authenticate", `DPoP realm="latchkey", error="invalid_token", algs="ES256 EdDSA"`)
+		h.deny(w, r, rec, http.StatusUnauthorized, ReasonProofInvalid, "token "+tok.ID+" is bound to a key: it is accepted only with a proof of possession of that key, never as a bearer token")
+		return store.Token{}, scope.Scope{}, false
+	}
 	var msg string
 	matched, ok := set.Match(rec.Service, r.Method, rec.Path)
 	switch _, registered := scope.MethodBit(r.Method); {

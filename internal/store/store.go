@@ -98,7 +98,18 @@ type Token struct {
 	// DerivedFrom is the id of the token this one was narrowed from by its
 	// contractor (self-service), if any; revoking that token revokes this one.
 	DerivedFrom string
+	// CnfJKT binds the token to a DPoP key (RFC 9449): the RFC 7638
+	// SHA-256 thumbprint of its public key, base64url without padding.
+	// A bound token is accepted only with a proof signed by that key.
+	CnfJKT string
+	// CnfX5T binds the token to a client certificate (RFC 8705): the
+	// SHA-256 thumbprint of the certificate (x5t#S256), base64url without
+	// padding. At most one of CnfJKT and CnfX5T is set.
+	CnfX5T string
 }
+
+// Bound reports whether the token is bound to a key (DPoP or mTLS).
+func (t Token) Bound() bool { return t.CnfJKT != "" || t.CnfX5T != "" }
 
 // Why a token was revoked (Token.RevokedReason).
 const (

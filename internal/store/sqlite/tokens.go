@@ -12,7 +12,7 @@ import (
 )
 
 const tokenColumns = `id, admin, contractor, scopes, hash, expires_at, cidrs, max_uses, uses, note,
-	created_at, created_by, last_used_at, revoked_at, revoked_by, parent, revoked_reason, derived_from`
+	created_at, created_by, last_used_at, revoked_at, revoked_by, parent, revoked_reason, derived_from, cnf_jkt, cnf_x5t`
 
 // CreateToken stores t. store.ErrConflict if the id exists; for a
 // contractor token store.ErrNotFound if the contractor does not exist and
@@ -43,10 +43,10 @@ func insertToken(ctx context.Context, tx *sql.Tx, t store.Token) error {
 		return fmt.Errorf("sqlite: token %q: %w", t.ID, err)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Admin, t.Contractor, scopes, t.Hash[:], msec(t.ExpiresAt), cidrs,
 		t.MaxUses, t.Uses, t.Note, msec(t.CreatedAt), t.CreatedBy, msec(t.LastUsedAt),
-		msec(t.RevokedAt), t.RevokedBy, t.Parent, t.RevokedReason, t.DerivedFrom)
+		msec(t.RevokedAt), t.RevokedBy, t.Parent, t.RevokedReason, t.DerivedFrom, t.CnfJKT, t.CnfX5T)
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: token %q: %w", t.ID, store.ErrConflict)
 	}
@@ -120,7 +120,7 @@ func (sc *tokenScanner) scan(rows *sql.Rows) (store.Token, error) {
 	var hash sql.RawBytes
 	var expires, created, used, revoked sql.NullInt64
 	err := rows.Scan(&t.ID, &t.Admin, &sc.contractor, &sc.scopes, &hash, &expires, &sc.cidrs, &t.MaxUses,
-		&t.Uses, &t.Note, &created, &sc.createdBy, &used, &revoked, &sc.revokedBy, &t.Parent, &sc.reason, &t.DerivedFrom)
+		&t.Uses, &t.Note, &created, &sc.createdBy, &used, &revoked, &sc.revokedBy, &t.Parent, &sc.reason, &t.DerivedFrom, &t.CnfJKT, &t.CnfX5T)
 	if err != nil {
 		return store.Token{}, err
 	}

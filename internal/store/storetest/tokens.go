@@ -25,16 +25,19 @@ func testTokenRoundTrip(t *testing.T, s store.Store) {
 		RevokedAt:  at(-time.Minute),
 		RevokedBy:  "lka_other",
 		Parent:     "lkc_parent",
+		CnfJKT:     "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 	}
 	minimal := store.Token{ID: "lkc_min", Contractor: "alice", ExpiresAt: at(day)}
 	admin := token("lka_admin", "", at(365*day), "admin:*")
-	for _, tok := range []store.Token{full, minimal, admin} {
+	mtls := token("lkc_mtls", "alice", at(day), "wiki:read")
+	mtls.CnfX5T = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"
+	for _, tok := range []store.Token{full, minimal, admin, mtls} {
 		mustToken(t, s, tok)
 		diff(t, "Token "+tok.ID, tok, getToken(t, s, tok.ID))
 	}
 	all, err := s.Tokens(ctx(t), store.TokenFilter{})
 	check(t, "Tokens", err)
-	diff(t, "Tokens (ordered by CreatedAt, ID)", []store.Token{minimal, full, admin}, all)
+	diff(t, "Tokens (ordered by CreatedAt, ID)", []store.Token{minimal, full, admin, mtls}, all)
 }
 
 func testTokenErrors(t *testing.T, s store.Store) {
