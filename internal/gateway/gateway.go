@@ -115,7 +115,10 @@ type Config struct {
 // instead. Denials are JSON {"error": REASON, "message": TEXT}; TEXT never
 // contains the token or any credential.
 //
-// Not yet enforced: DPoP and mTLS binding (issue 6).
+// A token bound to a client certificate (store.Token.CnfX5T) passes step 3
+// only over a TLS connection presenting that certificate (see checkMTLS),
+// else 401 proof_invalid. Not yet enforced: DPoP binding (issue 6); a
+// DPoP-bound token is refused 401 proof_invalid.
 type Handler struct {
 	cfg      Config
 	tokens   *limiters[string]
@@ -258,7 +261,13 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		return store.Token{}, scope.Scope{}, false
 	}
 	rec.Contractor = tok.Contractor
-	if tok.Bound() {
+	if tok.CnfX5T != "" {
+		// Bound to a client certificate (RFC 8705): see mtls.go.
+		if err := checkMTLS(r, tok); err != nil {
+			h.denyMTLS(w, r, src, rec, err)
+			return store.Token{}, scope.Scope{}, false
+		}
+	} else if tok.Bound() {
 		// Proof-of-possession verification is not wired in yet: a bound
 		// token is refused, never accepted as a bearer token (fail closed).
 		h.failures.allow(src, h.cfg.Now())
