@@ -71,7 +71,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -81,7 +81,18 @@ listening, the base URLs are written to DIR/admin.url and DIR/gateway.url
 
 The gateway serves each service NAME at /NAME/... . Off a loopback address
 it needs --gateway-tls-cert and --gateway-tls-key, as the admin API needs
-its own. X-Forwarded-For is believed only from --trusted-proxy networks.
+its own. --gateway-tls-dev instead serves it with a self-signed development
+certificate kept in DIR (gateway-dev.crt; made once, reused by later starts)
+whose SHA-256 fingerprint is printed at start, for clients to pin.
+
+Over TLS the gateway requests a client certificate (never requires one): a
+token issued with --bind mtls --x5t T is accepted only over a connection
+presenting the certificate of thumbprint T (RFC 8705), self-signed or not.
+With --gateway-client-ca FILE, a presented certificate must chain to one of
+FILE's CAs or the handshake fails. Client-certificate headers set by a proxy
+are never believed: behind a TLS-terminating proxy, certificate-bound tokens
+are refused (proof_invalid).
+X-Forwarded-For is believed only from --trusted-proxy networks.
 Each token may make --token-rate requests per second (bursts of
 --token-burst); a source that keeps failing authentication is slowed down.
 The admin listener also serves /healthz, /readyz and Prometheus /metrics.
@@ -117,6 +128,8 @@ and revokes each reported token at once.`,
 	c.Flags().StringVar(&cfg.GatewayAddr, "gateway-addr", server.DefaultGatewayAddr, "listen address of the gateway (port 0: any free port)")
 	c.Flags().StringVar(&cfg.GatewayTLSCert, "gateway-tls-cert", "", "PEM certificate: serve the gateway over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.GatewayTLSKey, "gateway-tls-key", "", "PEM private key for --gateway-tls-cert")
+	c.Flags().BoolVar(&cfg.GatewayTLSDev, "gateway-tls-dev", false, "serve the gateway over HTTPS with a self-signed development certificate kept in the data directory (its fingerprint is printed)")
+	c.Flags().StringVar(&cfg.GatewayClientCA, "gateway-client-ca", "", "PEM file of CAs: a client certificate presented to the gateway must chain to one of them (default: any, self-signed included, for certificate-bound tokens)")
 	c.Flags().StringArrayVar(&proxies, "trusted-proxy", nil, "network (CIDR) of a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable)")
 	c.Flags().Float64Var(&cfg.TokenRate, "token-rate", gateway.DefaultTokenRate, "gateway requests per second allowed to each token")
 	c.Flags().IntVar(&cfg.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "gateway requests a token may make at once, above its rate")

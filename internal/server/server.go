@@ -12,6 +12,8 @@
 //	seal.key       32-byte AES-256-GCM key for service credentials, 0600
 //	admin.url      the admin API base URL while serve runs
 //	gateway.url    the gateway base URL while serve runs
+//	gateway-dev.crt, gateway-dev.key  the gateway's development certificate
+//	               and key (serve --gateway-tls-dev), 0600
 package server
 
 import (
@@ -85,6 +87,23 @@ type Config struct {
 	// serves plain HTTP/1.1 and HTTP/2 with prior knowledge, and only on a
 	// loopback address (behind a TLS-terminating proxy on the same host).
 	GatewayTLSCert, GatewayTLSKey string
+	// GatewayTLSDev serves the gateway over HTTPS with a development
+	// certificate instead: self-signed (ECDSA P-256) for localhost,
+	// 127.0.0.1, ::1 and GatewayAddr's host, kept in DataDir
+	// (gateway-dev.crt, gateway-dev.key, both 0600) and reused by later
+	// starts; its SHA-256 fingerprint is printed at start so that clients
+	// can pin it. Not with GatewayTLSCert.
+	GatewayTLSDev bool
+	// GatewayClientCA is a PEM file of CA certificates. Over TLS the
+	// gateway always requests (never requires) a client certificate, for
+	// certificate-bound tokens (RFC 8705). Without GatewayClientCA any
+	// certificate is accepted at the handshake, self-signed included: a
+	// bound token names its certificate by thumbprint. With it, a
+	// certificate presented must chain to one of these CAs, or the
+	// handshake fails. Client-certificate headers of proxies are never
+	// believed: behind a TLS-terminating proxy, certificate-bound tokens
+	// are refused.
+	GatewayClientCA string
 	// TrustedProxies are networks whose X-Forwarded-For the gateway
 	// believes. Default none.
 	TrustedProxies []netip.Prefix
@@ -292,7 +311,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gwTLS, err := listenTLS("gateway", cfg.GatewayAddr, cfg.GatewayTLSCert, cfg.GatewayTLSKey)
+	gwTLS, err := gatewayTLS(cfg)
 	if err != nil {
 		return err
 	}
@@ -302,6 +321,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	if err := firstRun(ctx, cfg.DataDir, cfg.MaxTTL, stdout); err != nil {
 		return err
+	}
+	if cfg.GatewayTLSDev {
+		if err := useDevCert(cfg, gwTLS, stdout); err != nil {
+			return err
+		}
 	}
 	in, err := open(ctx, cfg.DataDir, cfg)
 	if err != nil {
