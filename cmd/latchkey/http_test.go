@@ -79,6 +79,11 @@ func cmdGwcall(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: gwcall METHOD PATH [HEADER: VALUE ...]")
 	}
+	gwsend(ts, &http.Client{Timeout: 10 * time.Second}, args)
+}
+
+// gwsend is gwcall with client.
+func gwsend(ts *testscript.TestScript, client *http.Client, args []string) {
 	base, target := ts.Getenv("LATCHKEY_GATEWAY"), args[1]
 	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
 		base, target = target, ""
@@ -98,7 +103,7 @@ func cmdGwcall(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	resp, err := client.Do(req)
 	ts.Check(err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

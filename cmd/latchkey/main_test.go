@@ -69,6 +69,8 @@ func TestScripts(t *testing.T) {
 			"upstream":    cmdUpstream,
 			"waitgateway": cmdWaitgateway,
 			"gwcall":      cmdGwcall,
+			"clientcert":  cmdClientcert,
+			"gwtls":       cmdGwtls,
 			"webhookrecv": cmdWebhookrecv,
 			"waitlines":   cmdWaitlines,
 			"waitout":     cmdWaitout,
