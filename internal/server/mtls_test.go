@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -189,23 +190,19 @@ func TestServeMTLSBoundToken(t *testing.T) {
 	}
 }
 
-// TestServeGatewayClientCA: with --gateway-client-ca, a client
-// certificate that does not chain to the CA fails the handshake, while
-// clients without a certificate still connect (bearer tokens).
+// TestServeGatewayClientCA: with --gateway-client-ca, a token bound to a
+// certificate the CA issued works with that certificate; a certificate
+// that does not chain to the CA fails the handshake; clients without a
+// certificate still connect (bearer tokens).
 func TestServeGatewayClientCA(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
 	dir := newDir(t)
 	tmp := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, tmp)
-	// The CA: a self-signed certificate that signs nothing we present.
+	ca, caKey := newCA(t)
 	caFile := filepath.Join(tmp, "ca.pem")
-	caCert, _, _ := selfSigned(t, t.TempDir())
-	b, err := os.ReadFile(caCert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(caFile, b, 0o600); err != nil {
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig(dir, &syncBuffer{})
@@ -214,6 +211,16 @@ func TestServeGatewayClientCA(t *testing.T) {
 	gw, bearer := onboard(t, r, adminapi.NewService{Name: "billing", Upstream: up.URL}, "billing:read:/**", "billing:GET:/**")
 	if status, _, _ := gwGet(t, gwClient(t, pool, nil, true), gw+"/billing/a", bearer.Token); status != 200 {
 		t.Fatalf("no client certificate: %d", status)
+	}
+	// PKI binding: a certificate the CA issued, and a token bound to it.
+	issued, x5t := caIssued(t, ca, caKey)
+	cl := &adminapi.Client{Addr: r.url, Token: adminToken(t, r.stdout.String())}
+	bound, err := cl.IssueToken(t.Context(), adminapi.NewToken{Contractor: "alice", Scopes: []string{"billing:GET:/**"}, TTL: "1h", Bind: "mtls", X5T: x5t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body, _ := gwGet(t, gwClient(t, pool, &issued, true), gw+"/billing/a", bound.Token); status != 200 {
+		t.Fatalf("bound token with a certificate of the client CA: %d %s", status, body)
 	}
 	// Go's client would not offer a certificate the server's CA list does
 	// not name; this one insists, as other clients may.
@@ -372,4 +379,48 @@ func gatewayURL(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// newCA makes a CA certificate and key for client certificates.
+func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(10), Subject: pkix.Name{CommonName: "contractor CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, key
+}
+
+// caIssued makes a client certificate signed by ca, and returns it with
+// its thumbprint.
+func caIssued(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(11), Subject: pkix.Name{CommonName: "alice"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, base64.RawURLEncoding.EncodeToString(sum[:])
 }
