@@ -66,7 +66,7 @@ func TestRun(t *testing.T) {
 // TestRunCountsFailures checks that refused requests are reported: tokens
 // that the gateway does not know are answered 401.
 func TestRunCountsFailures(t *testing.T) {
-	cfg := Config{Conns: 2, Duration: 50 * time.Millisecond, Rounds: 1, Tokens: 3, Dir: t.TempDir()}
+	cfg := Config{Conns: 2, Duration: 500 * time.Millisecond, Rounds: 1, Tokens: 3, Dir: t.TempDir()}
 	if err := cfg.defaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,8 @@ func TestRunCountsFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.close()
-	r.auths = append(r.auths, "Bearer lk_unknown")
+	// First, so that connection 0 sends it first, however loaded the machine.
+	r.auths = append([]string{"Bearer lk_unknown"}, r.auths...)
 	gw := r.targets[2]
 	res := gw.round(context.Background(), cfg.Conns, cfg.Duration, r.auths)
 	if res.Errors == 0 || gw.errs.Load() != res.Errors {
