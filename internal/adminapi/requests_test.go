@@ -29,6 +29,11 @@ func TestSelfServiceRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("issue request-only token: %v", err)
 	}
+	bound, err := e.client(e.root).IssueToken(t.Context(), adminapi.NewToken{Contractor: "alice", Scopes: []string{"latchkey:request"}, TTL: "1h",
+		Bind: "dpop", JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
+	if err != nil {
+		t.Fatalf("issue bound request-only token: %v", err)
+	}
 	body := `{"scopes":["billing:GET:/v1/x"],"ttl":"1h","reason":"r"}`
 	for _, tc := range []struct {
 		method, path, tok, reason string
@@ -44,6 +49,9 @@ func TestSelfServiceRoutes(t *testing.T) {
 		{"GET", "/v1/self/requests/rq_aaaaaaaaaaaaaaaa", reqTok.Token, "not_found", 404},
 		{"GET", "/v1/self/requests/nope", reqTok.Token, "invalid_request", 400},
 		{"GET", "/v1/self/requests?state=lost", reqTok.Token, "invalid_request", 400},
+		// A key-bound token proves nothing here: refused, never bearer.
+		{"POST", "/v1/self/requests", bound.Token, "proof_invalid", 401},
+		{"POST", "/v1/self/tokens", bound.Token, "proof_invalid", 401},
 	} {
 		status, got := call(t, e, tc.method, tc.path, tc.tok, body)
 		if status != tc.status || !strings.Contains(got, `"error":"`+tc.reason+`"`) {

@@ -195,6 +195,13 @@ func (s *Server) authorize(rt route) http.Handler {
 			return
 		}
 		c := caller{tok, set, anon.Source}
+		if tok.Bound() {
+			// The admin API checks no proof of possession (only the gateway
+			// does): a bound token is refused here, never taken as bearer.
+			s.refuse(w, r, c.actor(), http.StatusUnauthorized, "proof_invalid",
+				"token "+tok.ID+" is bound to a key: it is accepted only at the gateway, with its proof of possession")
+			return
+		}
 		switch {
 		case rt.Resource == selfService && tok.Admin:
 			s.refuse(w, r, c.actor(), http.StatusForbidden, access.ReasonForbidden, "this endpoint is for contractor tokens; an admin token cannot use it")
