@@ -187,7 +187,7 @@ usage.`,
 		initCmd(), serveCmd(),
 		serviceCmd(g), contractorCmd(g), grantCmd(g), tokenCmd(g), reportCmd(g),
 		whoamiCmd(g), auditCmd(g), webhookCmd(g), requestCmd(g), approverCmd(g), policyCmd(g),
-		benchCmd(),
+		benchCmd(), keyCmd(), callCmd(g),
 	)
 	// cobra's completion command holds one subcommand per shell but does
 	// not run itself: make "completion ksh" a usage error like any other
