@@ -16,11 +16,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,9 +156,21 @@ type proofServer struct {
 
 func newProofServer(t *testing.T, nonce string) *proofServer {
 	s := &proofServer{nonce: nonce, jtis: map[string]bool{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	// Start after s.Server is set: the handler reads s.URL.
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
+}
+
+// seen returns what the server saw so far: the verification errors, the
+// thumbprints of the proof keys, the number of distinct jtis and of
+// requests.
+func (s *proofServer) seen() (errs []error, jkts []string, jtis, hits int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.errs), slices.Clone(s.jkts), len(s.jtis), s.hits
 }
 
 func (s *proofServer) serve(w http.ResponseWriter, r *http.Request) {
@@ -196,16 +210,17 @@ func TestCallDPoP(t *testing.T) {
 			srv := newProofServer(t, "")
 			out, errOut, code := runCLI(t, "call", "GET", srv.URL+"/billing/v1/invoices?limit=1#top", "--key", key, "-H", "X-Trace: 1")
 			if code != 0 || out != "ok GET " || errOut != "" {
-				t.Fatalf("call GET: %d %q %q %v", code, out, errOut, srv.errs)
+				t.Fatalf("call GET: %d %q %q", code, out, errOut)
 			}
 			out, _, code = runCLI(t, "call", "post", srv.URL+"/billing/v1/invoices", "--key", key, "-d", `{"a":1}`)
 			if code != 0 || out != `ok POST {"a":1}` {
-				t.Fatalf("call POST: %d %q %v", code, out, srv.errs)
+				t.Fatalf("call POST: %d %q", code, out)
 			}
-			if len(srv.jtis) != 2 || len(srv.errs) != 0 {
-				t.Errorf("jtis %v, errors %v: want 2 distinct, none", srv.jtis, srv.errs)
+			errs, jkts, jtis, _ := srv.seen()
+			if jtis != 2 || len(errs) != 0 {
+				t.Errorf("%d jtis, errors %v: want 2 distinct, none", jtis, errs)
 			}
-			for _, got := range srv.jkts {
+			for _, got := range jkts {
 				if got != jkt {
 					t.Errorf("proof key thumbprint %s, key new printed %s", got, jkt)
 				}
@@ -224,11 +239,12 @@ func TestCallNonce(t *testing.T) {
 	body := filepath.Join(t.TempDir(), "body")
 	os.WriteFile(body, []byte("payload"), 0o600)
 	out, errOut, code := runCLI(t, "call", "PUT", srv.URL+"/s/x", "--key", key, "--data-file", body)
+	errs, _, jtis, hits := srv.seen()
 	if code != 0 || out != "ok PUT payload" || errOut != "" {
-		t.Fatalf("call: %d %q %q %v", code, out, errOut, srv.errs)
+		t.Fatalf("call: %d %q %q %v", code, out, errOut, errs)
 	}
-	if srv.hits != 2 || len(srv.jtis) != 2 || len(srv.errs) != 0 {
-		t.Errorf("%d requests, %d jtis, errors %v: want 2, 2, none", srv.hits, len(srv.jtis), srv.errs)
+	if hits != 2 || jtis != 2 || len(errs) != 0 {
+		t.Errorf("%d requests, %d jtis, errors %v: want 2, 2, none", hits, jtis, errs)
 	}
 }
 
@@ -337,6 +353,7 @@ func TestCallMTLS(t *testing.T) {
 		io.WriteString(w, "mtls ok")
 	}))
 	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes below
 	srv.StartTLS()
 	defer srv.Close()
 	ca := filepath.Join(dir, "gateway.pem")
