@@ -491,7 +491,7 @@ func printResponse(w io.Writer, resp *http.Response, include bool) error {
 		body = io.TeeReader(resp.Body, &head)
 	}
 	if _, err := io.Copy(w, body); err != nil {
-		return fmt.Errorf("reading the response: %w", err)
+		return fmt.Errorf("response body: %w", err)
 	}
 	if ok {
 		return nil

@@ -3,6 +3,11 @@
 // LATCHKEY_TOKEN (read here and nowhere else), the table and JSON output,
 // and the mapping of errors to exit statuses.
 //
+// The contractor side lives here too: "key new" and "key thumbprint"
+// (default key file $LATCHKEY_KEY) and "call", the curl-like client that
+// sends $LATCHKEY_CONTRACTOR_TOKEN to the gateway with a DPoP proof per
+// request (package proof builds them).
+//
 // Exit statuses:
 //
 //	0  success
