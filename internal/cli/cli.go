@@ -3,6 +3,11 @@
 // LATCHKEY_TOKEN (read here and nowhere else), the table and JSON output,
 // and the mapping of errors to exit statuses.
 //
+// The contractor side lives here too: "key new" and "key thumbprint"
+// (default key file $LATCHKEY_KEY) and "call", the curl-like client that
+// sends $LATCHKEY_CONTRACTOR_TOKEN to the gateway with a DPoP proof per
+// request (package proof builds them).
+//
 // Exit statuses:
 //
 //	0  success
@@ -187,7 +192,7 @@ usage.`,
 		initCmd(), serveCmd(),
 		serviceCmd(g), contractorCmd(g), grantCmd(g), tokenCmd(g), reportCmd(g),
 		whoamiCmd(g), auditCmd(g), webhookCmd(g), requestCmd(g), approverCmd(g), policyCmd(g),
-		benchCmd(),
+		benchCmd(), keyCmd(), callCmd(g),
 	)
 	// cobra's completion command holds one subcommand per shell but does
 	// not run itself: make "completion ksh" a usage error like any other
