@@ -241,7 +241,7 @@ func parse(s string) (*parsed, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(s), MaxProofSize)
 	}
 	parts := strings.Split(s, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	hb, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
@@ -265,6 +265,9 @@ func parse(s string) (*parsed, error) {
 		if _, ok := h.JWK[m]; ok {
 			return nil, fmt.Errorf("%w: jwk has private member %q", ErrKey, m)
 		}
+	}
+	if parts[2] == "" {
+		return nil, fmt.Errorf("%w: no signature", ErrMalformed)
 	}
 	jws, err := jose.ParseSignedCompact(s, Algorithms)
 	if err != nil {
