@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"latchkey/internal/audit"
+	"latchkey/internal/dpop"
 	"latchkey/internal/gateway"
 	"latchkey/internal/notify"
 	"latchkey/internal/server"
@@ -71,7 +72,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -84,6 +85,12 @@ it needs --gateway-tls-cert and --gateway-tls-key, as the admin API needs
 its own. X-Forwarded-For is believed only from --trusted-proxy networks.
 Each token may make --token-rate requests per second (bursts of
 --token-burst); a source that keeps failing authentication is slowed down.
+Tokens bound to a DPoP key (token issue --bind dpop) are accepted only as
+"Authorization: DPoP TOKEN" with a DPoP proof (RFC 9449) whose htu is
+--gateway-public-url followed by the request path (default: the scheme and
+--gateway-addr, or the request's Host when that address is a wildcard or
+port 0), whose iat is within --dpop-window of the clock; with --dpop-nonce
+proofs must also carry a nonce the gateway issued (DPoP-Nonce header).
 The admin listener also serves /healthz, /readyz and Prometheus /metrics.
 
 Every signed audit checkpoint is written to DIR/checkpoints, one file per
@@ -117,6 +124,9 @@ and revokes each reported token at once.`,
 	c.Flags().StringVar(&cfg.GatewayAddr, "gateway-addr", server.DefaultGatewayAddr, "listen address of the gateway (port 0: any free port)")
 	c.Flags().StringVar(&cfg.GatewayTLSCert, "gateway-tls-cert", "", "PEM certificate: serve the gateway over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.GatewayTLSKey, "gateway-tls-key", "", "PEM private key for --gateway-tls-cert")
+	c.Flags().StringVar(&cfg.GatewayPublicURL, "gateway-public-url", "", "the gateway's URL as contractors call it, which DPoP proofs must name (default: from --gateway-addr and the TLS flags)")
+	c.Flags().BoolVar(&cfg.DPoPNonce, "dpop-nonce", false, "require DPoP proofs to carry a nonce issued by the gateway (DPoP-Nonce header, RFC 9449 section 8)")
+	c.Flags().DurationVar(&cfg.DPoPWindow, "dpop-window", dpop.DefaultWindow, "how far a DPoP proof's iat may be from the gateway's clock")
 	c.Flags().StringArrayVar(&proxies, "trusted-proxy", nil, "network (CIDR) of a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable)")
 	c.Flags().Float64Var(&cfg.TokenRate, "token-rate", gateway.DefaultTokenRate, "gateway requests per second allowed to each token")
 	c.Flags().IntVar(&cfg.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "gateway requests a token may make at once, above its rate")
