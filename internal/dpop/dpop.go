@@ -149,7 +149,7 @@ func (v *Verifier) Verify(req Request) (Proof, error) {
 		return Proof{}, err
 	}
 	out := Proof{JTI: p.claims.JTI, IAT: time.Unix(*p.claims.IAT, 0), JKT: p.jkt}
-	if err := v.seen.add(p.htu+"\x00"+p.claims.JTI, out.IAT.Add(v.cfg.Window), v.cfg.Now()); err != nil {
+	if err := v.seen.add(p.htu, p.claims.JTI, out.IAT.Add(v.cfg.Window), v.cfg.Now()); err != nil {
 		if err == ErrReplayFull {
 			v.refused.Add(1)
 		}
