@@ -131,13 +131,26 @@ type Proof struct {
 	JTI string
 	IAT time.Time
 	JKT string // thumbprint of the proof's key
+	htu string // normalized
 }
 
-// Verify checks req's proof as RFC 9449 section 4.3 lists, then its ath
-// and key against the token, then its nonce (if Nonces is set), and
-// finally records its jti. The error wraps one of the Err values; its
-// text names the failed check and never contains the token.
+// Verify is Check, then Record.
 func (v *Verifier) Verify(req Request) (Proof, error) {
+	p, err := v.Check(req)
+	if err != nil {
+		return Proof{}, err
+	}
+	if err := v.Record(p); err != nil {
+		return Proof{}, err
+	}
+	return p, nil
+}
+
+// Check checks req's proof as RFC 9449 section 4.3 lists, then its ath
+// and key against the token, then its nonce (if Nonces is set); all but
+// the replay check, which Record makes. The error wraps one of the Err
+// values; its text names the failed check and never contains the token.
+func (v *Verifier) Check(req Request) (Proof, error) {
 	if len(req.Proofs) != 1 {
 		return Proof{}, fmt.Errorf("%w: got %d", ErrCount, len(req.Proofs))
 	}
@@ -148,14 +161,23 @@ func (v *Verifier) Verify(req Request) (Proof, error) {
 	if err := v.check(p, req); err != nil {
 		return Proof{}, err
 	}
-	out := Proof{JTI: p.claims.JTI, IAT: time.Unix(*p.claims.IAT, 0), JKT: p.jkt}
-	if err := v.seen.add(p.htu, p.claims.JTI, out.IAT.Add(v.cfg.Window), v.cfg.Now()); err != nil {
+	return Proof{JTI: p.claims.JTI, IAT: time.Unix(*p.claims.IAT, 0), JKT: p.jkt, htu: p.htu}, nil
+}
+
+// Record notes the jti of a proof Check accepted, for its htu, until the
+// proof could no longer be accepted. It returns ErrReplay if the jti was
+// already noted for that htu, ErrReplayFull (fail closed) if the cache
+// holds MaxReplay live values. A caller that refuses a request for other
+// reasons (scope, rate) may skip Record, so that such requests do not
+// fill the cache.
+func (v *Verifier) Record(p Proof) error {
+	if err := v.seen.add(p.htu, p.JTI, p.IAT.Add(v.cfg.Window), v.cfg.Now()); err != nil {
 		if err == ErrReplayFull {
 			v.refused.Add(1)
 		}
-		return Proof{}, fmt.Errorf("%w: jti %q", err, clip(p.claims.JTI))
+		return fmt.Errorf("%w: jti %q", err, clip(p.JTI))
 	}
-	return out, nil
+	return nil
 }
 
 // ReplayRefusals is how many proofs were refused because the replay

@@ -183,6 +183,7 @@ func TestDPoPRejections(t *testing.T) {
 	})
 	nk := newDPoPKit(t, ne)
 	unbound, _ := e.issue(t, access.IssueRequest{Scopes: []string{"billing:*:/v1/**"}})
+	mtls, _ := e.issue(t, access.IssueRequest{Scopes: []string{"billing:*:/v1/**"}, Bind: access.BindMTLS, Thumbprint: jkt(t, &k.other.PublicKey)})
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -242,6 +243,7 @@ func TestDPoPRejections(t *testing.T) {
 		{name: "bound token as Bearer", auth: "Bearer " + k.text, proofs: []string{k.proof(t, proofSpec{})}},
 		{name: "bound token as Bearer without proof", auth: "Bearer " + k.text},
 		{name: "unbound token with DPoP", auth: "DPoP " + unbound, proofs: []string{k.proof(t, proofSpec{claims: map[string]any{"ath": athOf(unbound)}})}},
+		{name: "mTLS-bound token with DPoP", auth: "DPoP " + mtls, proofs: []string{k.proof(t, proofSpec{key: k.other, claims: map[string]any{"ath": athOf(mtls)}})}},
 		{name: "no DPoP header", wantErr: dpop.ErrCount},
 		{name: "two DPoP headers", proofs: []string{k.proof(t, proofSpec{}), k.proof(t, proofSpec{})}, wantErr: dpop.ErrCount},
 		{name: "malformed JWS", proofs: []string{"not-a-jws"}, wantErr: dpop.ErrMalformed},

@@ -288,7 +288,7 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		return store.Token{}, scope.Scope{}, false
 	}
 	rec.Contractor = tok.Contractor
-	if tok.CnfX5T != "" {
+	if tok.CnfX5T != "" && scheme != schemeDPoP { // with DPoP: refused by proven
 		// Proof-of-possession verification is not wired in yet: a bound
 		// token is refused, never accepted as a bearer token (fail closed).
 		h.failures.allow(src, h.cfg.Now())
@@ -296,7 +296,8 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		h.deny(w, r, rec, http.StatusUnauthorized, ReasonProofInvalid, "token "+tok.ID+" is bound to a key: it is accepted only with a proof of possession of that key, never as a bearer token")
 		return store.Token{}, scope.Scope{}, false
 	}
-	if !h.proven(w, r, src, rec, tok, scheme, text) {
+	proof, ok := h.proven(w, r, src, rec, tok, scheme, text)
+	if !ok {
 		return store.Token{}, scope.Scope{}, false
 	}
 	var msg string
@@ -310,6 +311,8 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		msg = "no scope of token " + tok.ID + " allows " + r.Method + " " + quote(rec.Path) + " on service " + quote(rec.Service)
 	case !h.tokens.allow(tok.ID, h.cfg.Now()):
 		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "token "+tok.ID+" is over its rate limit: slow down")
+		return store.Token{}, scope.Scope{}, false
+	case !h.fresh(w, r, src, rec, tok, proof):
 		return store.Token{}, scope.Scope{}, false
 	default:
 		return tok, matched, true
