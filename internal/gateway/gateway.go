@@ -90,7 +90,8 @@ type Config struct {
 	// proof's htu must be PublicURL followed by the request's path.
 	// Empty: derived from each request (https if it came over TLS, and
 	// its Host), which is right only when the gateway is reached
-	// directly; serve always sets it.
+	// directly; serve sets it from --gateway-public-url or, by default,
+	// from --gateway-addr when that names a host and port.
 	PublicURL string
 	// Now is the clock for usage times and rate limits. Default time.Now.
 	// (Token expiry and engagement ends are judged by the Authority's own
