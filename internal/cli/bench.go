@@ -19,7 +19,7 @@ func benchCmd() *cobra.Command {
 func benchGatewayCmd() *cobra.Command {
 	var cfg loadgen.Config
 	c := &cobra.Command{
-		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--output json]",
+		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop] [--output json]",
 		Short: "Load the gateway against a bare reverse proxy and print the ratios",
 		Long: `Start on loopback, in this process, an upstream, a bare httputil.ReverseProxy
 in front of it and the gateway in front of it, once with the audit log and
@@ -27,7 +27,12 @@ once without, each on a fresh store in a temporary directory. Then drive
 each with the same load: --conns keep-alive connections with one request in
 flight each, for --duration per target per round, the targets one after the
 other, the order rotated every round. Requests to the gateway spread over
---tokens distinct tokens.
+--tokens distinct tokens. With --dpop, the audited gateway is also driven
+(target gateway-dpop) with --tokens more tokens, each bound to its own
+ES256 key, every request carrying a fresh DPoP proof signed by the load
+client (unique jti), and the table is followed by its throughput and p99
+next to the same gateway's with bearer tokens in the same run. The
+clients' signing shares the cores with the gateway.
 
 The table shows, per target, requests per second, p50 and p99 latency (the
 medians over the rounds), failed requests, throughput as a multiple of the
@@ -54,6 +59,7 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.IntVar(&cfg.Rounds, "rounds", 5, "rounds of interleaved load")
 	f.IntVar(&cfg.Tokens, "tokens", 1000, "distinct tokens the gateway requests spread over")
 	f.DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger, "the audited gateway's --audit-linger, as serve's (0: no wait)")
+	f.BoolVar(&cfg.DPoP, "dpop", false, "also drive the audited gateway with DPoP-bound tokens, a fresh proof per request")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
@@ -101,6 +107,13 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 	}
 	if err := t.flush(); err != nil {
 		return err
+	}
+	for _, tg := range rep.Targets {
+		if tg.Name == loadgen.GatewayDPoP {
+			if _, err := fmt.Fprintf(w, "\nDPoP against bearer (audited gateway, same run): throughput x%.2f, p99 %s added\n", tg.XBearer, ms(tg.AddedP99Bearer)); err != nil {
+				return err
+			}
+		}
 	}
 	m := rep.Memory
 	_, err := fmt.Fprintf(w, "\nmemory with %d tokens cached, after a collection: RSS %s, live heap %s; peak with setup %s (%s at the end of the run)\n"+

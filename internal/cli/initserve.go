@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"latchkey/internal/audit"
+	"latchkey/internal/dpop"
 	"latchkey/internal/gateway"
 	"latchkey/internal/notify"
 	"latchkey/internal/server"
@@ -71,7 +72,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -95,6 +96,12 @@ are refused (proof_invalid).
 X-Forwarded-For is believed only from --trusted-proxy networks.
 Each token may make --token-rate requests per second (bursts of
 --token-burst); a source that keeps failing authentication is slowed down.
+Tokens bound to a DPoP key (token issue --bind dpop) are accepted only as
+"Authorization: DPoP TOKEN" with a DPoP proof (RFC 9449) whose htu is
+--gateway-public-url followed by the request path (default: the scheme and
+--gateway-addr, or the request's Host when that address is a wildcard or
+port 0), whose iat is within --dpop-window of the clock; with --dpop-nonce
+proofs must also carry a nonce the gateway issued (DPoP-Nonce header).
 The admin listener also serves /healthz, /readyz and Prometheus /metrics.
 
 Every signed audit checkpoint is written to DIR/checkpoints, one file per
@@ -130,6 +137,9 @@ and revokes each reported token at once.`,
 	c.Flags().StringVar(&cfg.GatewayTLSKey, "gateway-tls-key", "", "PEM private key for --gateway-tls-cert")
 	c.Flags().BoolVar(&cfg.GatewayTLSDev, "gateway-tls-dev", false, "serve the gateway over HTTPS with a self-signed development certificate kept in the data directory (its fingerprint is printed)")
 	c.Flags().StringVar(&cfg.GatewayClientCA, "gateway-client-ca", "", "PEM file of CAs: a client certificate presented to the gateway must chain to one of them (default: any, self-signed included, for certificate-bound tokens)")
+	c.Flags().StringVar(&cfg.GatewayPublicURL, "gateway-public-url", "", "the gateway's URL as contractors call it, which DPoP proofs must name (default: from --gateway-addr and the TLS flags)")
+	c.Flags().BoolVar(&cfg.DPoPNonce, "dpop-nonce", false, "require DPoP proofs to carry a nonce issued by the gateway (DPoP-Nonce header, RFC 9449 section 8)")
+	c.Flags().DurationVar(&cfg.DPoPWindow, "dpop-window", dpop.DefaultWindow, "how far a DPoP proof's iat may be from the gateway's clock")
 	c.Flags().StringArrayVar(&proxies, "trusted-proxy", nil, "network (CIDR) of a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable)")
 	c.Flags().Float64Var(&cfg.TokenRate, "token-rate", gateway.DefaultTokenRate, "gateway requests per second allowed to each token")
 	c.Flags().IntVar(&cfg.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "gateway requests a token may make at once, above its rate")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"latchkey/internal/access"
+	"latchkey/internal/dpop"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/token"
@@ -79,6 +81,18 @@ type Config struct {
 	FailureBurst int
 	// Metrics, if set, counts requests and their outcomes.
 	Metrics *Metrics
+	// DPoP configures the checking of DPoP proofs (RFC 9449, see proof.go)
+	// for tokens bound to a key (cnf jkt). The zero value is the
+	// defaults, with Now defaulting to the gateway's clock.
+	DPoP dpop.Config
+	// PublicURL is the gateway's base URL as clients call it
+	// ("https://gw.example.com", optionally with a path prefix): a DPoP
+	// proof's htu must be PublicURL followed by the request's path.
+	// Empty: derived from each request (https if it came over TLS, and
+	// its Host), which is right only when the gateway is reached
+	// directly; serve sets it from --gateway-public-url or, by default,
+	// from --gateway-addr when that names a host and port.
+	PublicURL string
 	// Now is the clock for usage times and rate limits. Default time.Now.
 	// (Token expiry and engagement ends are judged by the Authority's own
 	// clock.)
@@ -92,12 +106,14 @@ type Config struct {
 //  1. the escaped path is checked with CheckPath (400 path_ambiguous);
 //  2. a source that has failed authentication too often is refused (429
 //     rate_limited) before anything else is looked up;
-//  3. the "Authorization: Bearer TOKEN" header is required (401
-//     token_missing; any other scheme, DPoP included, counts as missing
-//     for now) and the token is authenticated against the request's
-//     source (see source: X-Forwarded-For counts only from trusted
-//     proxies); refusals keep Authenticate's reason (401 token_*, 403
-//     contractor_disabled and source_denied);
+//  3. the "Authorization: Bearer TOKEN" or "Authorization: DPoP TOKEN"
+//     header is required (401 token_missing) and the token is
+//     authenticated against the request's source (see source:
+//     X-Forwarded-For counts only from trusted proxies); refusals keep
+//     Authenticate's reason (401 token_*, 403 contractor_disabled and
+//     source_denied); a token bound to a DPoP key needs the DPoP scheme
+//     and a valid proof, the DPoP scheme needs such a token (see
+//     Handler.proven: 401 proof_invalid otherwise);
 //  4. an admin token, an unregistered method, or a request no scope of the
 //     token matches is 403 scope_denied;
 //  5. a token over its rate is 429 rate_limited; a token with a use limit
@@ -117,12 +133,14 @@ type Config struct {
 //
 // A token bound to a client certificate (store.Token.CnfX5T) passes step 3
 // only over a TLS connection presenting that certificate (see checkMTLS),
-// else 401 proof_invalid. Not yet enforced: DPoP binding (issue 6); a
-// DPoP-bound token is refused 401 proof_invalid.
+// and a token bound to a DPoP key (CnfJKT) only with the DPoP scheme and a
+// valid proof (see proof.go); else 401 proof_invalid.
 type Handler struct {
 	cfg      Config
 	tokens   *limiters[string]
 	failures *limiters[netip.Addr]
+	dpop     *dpop.Verifier
+	public   string // PublicURL without a trailing "/"
 
 	mu       sync.RWMutex
 	services map[string]*upstream // services are immutable in this version
@@ -163,7 +181,20 @@ func New(cfg Config) (*Handler, error) {
 	for i, p := range cfg.TrustedProxies {
 		cfg.TrustedProxies[i] = p.Masked()
 	}
+	if cfg.DPoP.Now == nil {
+		cfg.DPoP.Now = cfg.Now
+	}
+	v, err := dpop.New(cfg.DPoP)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	public, err := publicURL(cfg.PublicURL)
+	if err != nil {
+		return nil, err
+	}
 	return &Handler{
+		dpop:     v,
+		public:   public,
 		cfg:      cfg,
 		tokens:   newLimiters[string](cfg.TokenRate, cfg.TokenBurst, maxTokenLimiters),
 		failures: newLimiters[netip.Addr](cfg.FailureRate, cfg.FailureBurst, maxSourceLimiters),
@@ -245,7 +276,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *acces
 // authorize runs steps 3 to 5 of Handler, filling in rec. When it reports
 // false the request has been denied and answered.
 func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest) (store.Token, scope.Scope, bool) {
-	text, ok := bearer(r.Header)
+	scheme, text, ok := credentials(r.Header)
 	if !ok {
 		h.failures.allow(src, h.cfg.Now())
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey"`)
@@ -261,18 +292,15 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		return store.Token{}, scope.Scope{}, false
 	}
 	rec.Contractor = tok.Contractor
-	if tok.CnfX5T != "" {
+	if tok.CnfX5T != "" && scheme != schemeDPoP { // with DPoP: refused by proven
 		// Bound to a client certificate (RFC 8705): see mtls.go.
 		if err := checkMTLS(r, tok); err != nil {
 			h.denyMTLS(w, r, src, rec, err)
 			return store.Token{}, scope.Scope{}, false
 		}
-	} else if tok.Bound() {
-		// Proof-of-possession verification is not wired in yet: a bound
-		// token is refused, never accepted as a bearer token (fail closed).
-		h.failures.allow(src, h.cfg.Now())
-		w.Header().Set("WWW-Authenticate", `DPoP realm="latchkey", error="invalid_token", algs="ES256 EdDSA"`)
-		h.deny(w, r, rec, http.StatusUnauthorized, ReasonProofInvalid, "token "+tok.ID+" is bound to a key: it is accepted only with a proof of possession of that key, never as a bearer token")
+	}
+	proof, ok := h.proven(w, r, src, rec, tok, scheme, text)
+	if !ok {
 		return store.Token{}, scope.Scope{}, false
 	}
 	var msg string
@@ -286,6 +314,8 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		msg = "no scope of token " + tok.ID + " allows " + r.Method + " " + quote(rec.Path) + " on service " + quote(rec.Service)
 	case !h.tokens.allow(tok.ID, h.cfg.Now()):
 		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "token "+tok.ID+" is over its rate limit: slow down")
+		return store.Token{}, scope.Scope{}, false
+	case !h.fresh(w, r, src, rec, tok, proof):
 		return store.Token{}, scope.Scope{}, false
 	default:
 		return tok, matched, true
@@ -429,19 +459,27 @@ func splitService(p string) (name, rest string) {
 	return p[:i], p[i:]
 }
 
-// bearer returns the token of the request's single "Authorization: Bearer
-// TOKEN" header. The scheme is case-insensitive (RFC 9110 11.1).
-func bearer(h http.Header) (string, bool) {
+// credentials returns the scheme (schemeBearer or schemeDPoP) and token of
+// the request's single "Authorization: Bearer TOKEN" or "Authorization:
+// DPoP TOKEN" header. The scheme is case-insensitive (RFC 9110 11.1).
+func credentials(h http.Header) (scheme, text string, ok bool) {
 	vs := h["Authorization"]
 	if len(vs) != 1 {
-		return "", false
+		return "", "", false
 	}
-	scheme, text, ok := strings.Cut(vs[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+	scheme, text, ok = strings.Cut(vs[0], " ")
+	switch {
+	case !ok:
+		return "", "", false
+	case strings.EqualFold(scheme, schemeBearer):
+		scheme = schemeBearer
+	case strings.EqualFold(scheme, schemeDPoP):
+		scheme = schemeDPoP
+	default:
+		return "", "", false
 	}
 	text = strings.Trim(text, " ")
-	return text, text != ""
+	return scheme, text, text != ""
 }
 
 // quote quotes client-controlled text for a message, cut to 128 bytes.

@@ -223,7 +223,7 @@ func TestDenials(t *testing.T) {
 	}{
 		{"no header", "GET", "/billing/v1/x", "", 401, "token_missing"},
 		{"basic scheme", "GET", "/billing/v1/x", "Basic YTpi", 401, "token_missing"},
-		{"dpop scheme", "GET", "/billing/v1/x", "DPoP " + get, 401, "token_missing"},
+		{"dpop scheme", "GET", "/billing/v1/x", "DPoP " + get, 401, "proof_invalid"}, // RFC 9449 7.1: the DPoP scheme needs a DPoP-bound token
 		{"empty bearer", "GET", "/billing/v1/x", "Bearer ", 401, "token_missing"},
 		{"malformed", "GET", "/billing/v1/x", "Bearer lk_nope", 401, "token_malformed"},
 		{"bad checksum", "GET", "/billing/v1/x", "Bearer " + get[:len(get)-1] + flip(get[len(get)-1]), 401, "token_malformed"},

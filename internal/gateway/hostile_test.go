@@ -520,7 +520,7 @@ func hostileCases() []hostileCase {
 		{name: "second Authorization other scheme", method: "GET", target: "/billing/v1/public/x", status: 401, reason: missing,
 			header: []string{"Authorization: Basic YWxpY2U6eA=="}},
 		{name: "token as Basic password", method: "GET", target: "/billing/v1/public/x", auth: "Basic {T}", status: 401, reason: missing},
-		{name: "token with DPoP scheme", method: "GET", target: "/billing/v1/public/x", auth: "DPoP {T}", status: 401, reason: missing},
+		{name: "token with DPoP scheme", method: "GET", target: "/billing/v1/public/x", auth: "DPoP {T}", status: 401, reason: "proof_invalid"}, // an unbound token: RFC 9449 7.1
 		{name: "token after tab", method: "GET", target: "/billing/v1/public/x", auth: "Bearer\t{T}", status: 401, reason: missing},
 		{name: "token with second credential", method: "GET", target: "/billing/v1/public/x", auth: "Bearer {T}, Basic YWxpY2U6eA==", status: 401, reason: "token_malformed"},
 		{name: "bearer lower case", method: "GET", target: "/billing/v1/public/x", auth: "bearer {T}", status: 200, forward: fwd("/base/v1/public/x")},

@@ -123,8 +123,8 @@ var clientIPHeaders = []string{
 //     through exactly as sent (ReverseProxy would drop parameters it
 //     cannot parse; scopes do not cover queries, and the upstream should
 //     read what the client wrote);
-//   - removes the contractor's Authorization header, so the token never
-//     reaches the upstream, the service's hop-private headers, and the
+//   - removes the contractor's Authorization and DPoP headers, so neither
+//     the token nor its proof reaches the upstream, the service's hop-private headers, and the
 //     client-address headers some upstreams trust (clientIPHeaders);
 //   - refuses any protocol upgrade but WebSocket: the Upgrade header of
 //     another (h2c, say) is removed, so the upstream answers plain HTTP
@@ -146,6 +146,7 @@ func (h *Handler) rewrite(u *upstream, pr *httputil.ProxyRequest) {
 	out.RawQuery = pr.In.URL.RawQuery
 	hd := pr.Out.Header
 	hd.Del("Authorization")
+	hd.Del("DPoP")
 	for _, name := range u.private {
 		hd.Del(name)
 	}

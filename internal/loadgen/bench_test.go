@@ -13,7 +13,7 @@ import (
 // The profile holds the clients as well as the servers; look at the
 // callees of gateway.(*Handler).ServeHTTP.
 func BenchmarkTargets(b *testing.B) {
-	cfg := Config{Tokens: 1000, Dir: b.TempDir()}
+	cfg := Config{Tokens: 1000, Dir: b.TempDir(), DPoP: true}
 	if err := cfg.defaults(); err != nil {
 		b.Fatal(err)
 	}
@@ -30,7 +30,8 @@ func BenchmarkTargets(b *testing.B) {
 		b.Run(t.name, func(b *testing.B) {
 			b.ReportAllocs()
 			before := t.errs.Load()
-			t.each(ctx, cfg.Conns, b.N, r.auths[:min(b.N, len(r.auths))])
+			auths := r.authsOf(t)
+			t.each(ctx, cfg.Conns, b.N, auths[:min(b.N, len(auths))])
 			if n := t.errs.Load() - before; n > 0 {
 				b.Fatalf("%d requests failed, first: %s", n, *t.firstErr.Load())
 			}

@@ -25,6 +25,12 @@ type target struct {
 	// the report shows; nil for the others.
 	cache *access.Authority
 
+	// auths, if set, are the Authorization values this target is driven
+	// with instead of the rig's; prove, if set, adds a fresh DPoP proof
+	// to every request.
+	auths []string
+	prove *prover
+
 	errs     atomic.Int64           // failed requests, warm-up included
 	firstErr atomic.Pointer[string] // the first failure
 }
@@ -57,6 +63,13 @@ func (t *target) get(ctx context.Context, auth string) error {
 		ProtoMinor: 1,
 		Header:     http.Header{"Authorization": {auth}},
 		Host:       t.url.Host,
+	}
+	if t.prove != nil {
+		proof, err := t.prove.proof(auth)
+		if err != nil {
+			return err
+		}
+		req.Header["Dpop"] = []string{proof}
 	}
 	resp, err := t.tr.RoundTrip(req.WithContext(ctx))
 	if err != nil {

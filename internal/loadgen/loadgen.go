@@ -68,6 +68,11 @@ type Config struct {
 	// AuditLinger is the audited gateway's audit.Config.Linger, as serve
 	// --audit-linger sets it (0: audit.DefaultLinger; negative: no wait).
 	AuditLinger time.Duration
+	// DPoP adds the target GatewayDPoP: the audited gateway called with
+	// Tokens more tokens, each bound to its own ES256 key, every request
+	// with a fresh DPoP proof signed by the client goroutine (unique jti,
+	// iat now).
+	DPoP bool
 }
 
 func (c *Config) defaults() error {
@@ -105,7 +110,7 @@ type Report struct {
 	AccessLog  bool          `json:"access_log"`
 	GOMAXPROCS int           `json:"gomaxprocs"`
 	// Targets are upstream, bare, gateway-audit-on and gateway-audit-off,
-	// in this order.
+	// in this order, then gateway-dpop with Config.DPoP.
 	Targets []Target `json:"targets"`
 	Memory  Memory   `json:"memory"`
 }
@@ -123,15 +128,19 @@ func (r *Report) Errors() int64 {
 // Target is what one target did over all rounds. Requests per second, p50
 // and p99 are the medians of the rounds' figures.
 type Target struct {
-	Name       string        `json:"name"`
-	RPS        float64       `json:"rps"`
-	P50        time.Duration `json:"p50_ns"`
-	P99        time.Duration `json:"p99_ns"`
-	XBare      float64       `json:"x_bare"`       // RPS / bare RPS
-	AddedP99   time.Duration `json:"added_p99_ns"` // P99 - bare P99; negative when faster
-	Requests   int64         `json:"requests"`     // in all rounds
-	Errors     int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
-	FirstError string        `json:"first_error,omitempty"`
+	Name  string        `json:"name"`
+	RPS   float64       `json:"rps"`
+	P50   time.Duration `json:"p50_ns"`
+	P99   time.Duration `json:"p99_ns"`
+	XBare float64       `json:"x_bare"` // RPS / bare RPS
+	// XBearer and AddedP99Bearer compare gateway-dpop with the audited
+	// gateway called with bearer tokens in the same run.
+	XBearer        float64       `json:"x_bearer,omitempty"`
+	AddedP99Bearer time.Duration `json:"added_p99_bearer_ns,omitempty"`
+	AddedP99       time.Duration `json:"added_p99_ns"` // P99 - bare P99; negative when faster
+	Requests       int64         `json:"requests"`     // in all rounds
+	Errors         int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
+	FirstError     string        `json:"first_error,omitempty"`
 	// CacheHits and CacheMisses count a gateway's token authentications
 	// during the rounds: answered from its cache, or read from the store.
 	CacheHits   uint64  `json:"cache_hits,omitempty"`
@@ -193,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for k := range r.targets {
 			j := (i + k) % len(r.targets)
 			t := r.targets[j]
-			res := t.round(ctx, cfg.Conns, cfg.Duration, r.auths)
+			res := t.round(ctx, cfg.Conns, cfg.Duration, r.authsOf(t))
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -241,6 +250,13 @@ func compare(ts []Target) {
 			ts[k].XBare = ts[k].RPS / bare.RPS
 		}
 		ts[k].AddedP99 = ts[k].P99 - bare.P99
+	}
+	i = slices.IndexFunc(ts, func(t Target) bool { return t.Name == GatewayAudit })
+	for k := range ts {
+		if ts[k].Name == GatewayDPoP && i >= 0 && ts[i].RPS > 0 {
+			ts[k].XBearer = ts[k].RPS / ts[i].RPS
+			ts[k].AddedP99Bearer = ts[k].P99 - ts[i].P99
+		}
 	}
 }
 

@@ -124,3 +124,20 @@ func TestReadStatus(t *testing.T) {
 		t.Errorf("readStatus() = %+v", s)
 	}
 }
+
+// TestRunDPoP: with DPoP, the gateway-dpop target serves every request
+// (each with a fresh proof) and is compared with the bearer gateway.
+func TestRunDPoP(t *testing.T) {
+	cfg := Config{Conns: 4, Duration: 200 * time.Millisecond, Rounds: 1, Tokens: 20, Dir: t.TempDir(), DPoP: true}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rep.Targets[len(rep.Targets)-1]
+	if last.Name != GatewayDPoP || last.Requests == 0 || last.Errors != 0 || last.XBearer <= 0 {
+		t.Fatalf("gateway-dpop: %+v", last)
+	}
+	if rep.Errors() != 0 {
+		t.Fatalf("%d errors", rep.Errors())
+	}
+}

@@ -49,6 +49,7 @@ type rig struct {
 	cfg     Config
 	targets []*target // in Report order
 	auths   []string  // "Bearer TOKEN" for every token
+	st      store.Store
 	closers []func() error
 }
 
@@ -102,7 +103,38 @@ func (r *rig) start(ctx context.Context) error {
 		r.targets = append(r.targets, tg)
 		r.closers = append(r.closers, func() error { tg.tr.CloseIdleConnections(); return nil })
 	}
+	if cfg.DPoP {
+		return r.dpopTarget(ctx, gws[0])
+	}
 	return nil
+}
+
+// dpopTarget adds the GatewayDPoP target: the audited gateway gw, called
+// with DPoP-bound tokens and a fresh proof per request.
+func (r *rig) dpopTarget(ctx context.Context, gw served) error {
+	u := gw.url + "/" + service + reqPath
+	start := time.Now()
+	auths, p, err := dpopTokens(ctx, r.st, r.cfg.Tokens, u)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(r.cfg.Progress, "created %d DPoP-bound tokens and keys in %v\n", len(auths), time.Since(start).Round(time.Millisecond))
+	tg, err := newTarget(GatewayDPoP, u, r.cfg.Conns)
+	if err != nil {
+		return err
+	}
+	tg.cache, tg.auths, tg.prove = gw.a, auths, p
+	r.targets = append(r.targets, tg)
+	r.closers = append(r.closers, func() error { tg.tr.CloseIdleConnections(); return nil })
+	return nil
+}
+
+// authsOf returns the Authorization values target t is driven with.
+func (r *rig) authsOf(t *target) []string {
+	if t.auths != nil {
+		return t.auths
+	}
+	return r.auths
 }
 
 // close stops everything newRig started, latest first.
@@ -187,6 +219,7 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) ([]served, err
 		return nil, err
 	}
 	r.closers = append(r.closers, st.Close)
+	r.st = st
 	log := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{Linger: r.cfg.AuditLinger})
 	r.closers = append(r.closers, log.Close)
 	audited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log, Audit: log})
@@ -201,7 +234,7 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) ([]served, err
 		return nil, err
 	}
 	start := time.Now()
-	if r.auths, err = createTokens(ctx, st, r.cfg.Tokens, start); err != nil {
+	if r.auths, err = createTokens(ctx, st, r.cfg.Tokens, start, nil); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(r.cfg.Progress, "created %d tokens in %v\n", len(r.auths), time.Since(start).Round(time.Millisecond))
@@ -251,9 +284,11 @@ func setup(ctx context.Context, a *access.Authority, upstream string) error {
 // createTokens writes n contractor tokens straight into the store, as
 // Authority.Issue would write them but without an audit record each (a
 // record per token would make setup the slowest part of a run), and
-// returns "Bearer TEXT" for each. Several goroutines generate and insert
-// at once; the store serialises the inserts.
-func createTokens(ctx context.Context, st store.Store, n int, now time.Time) ([]string, error) {
+// returns "Bearer TEXT" for each. With bind, each token i is bound to the
+// DPoP key whose thumbprint bind(i, text) returns, and sent as "DPoP
+// TEXT". Several goroutines generate and insert at once; the store
+// serialises the inserts.
+func createTokens(ctx context.Context, st store.Store, n int, now time.Time, bind func(i int, text string) (string, error)) ([]string, error) {
 	auths := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -266,16 +301,21 @@ func createTokens(ctx context.Context, st store.Store, n int, now time.Time) ([]
 					return
 				}
 				text, p, err := token.Generate(token.Contractor, rand.Reader)
+				scheme, jkt := "Bearer ", ""
+				if err == nil && bind != nil {
+					scheme = "DPoP "
+					jkt, err = bind(i, text)
+				}
 				if err == nil {
 					err = st.CreateToken(ctx, store.Token{ID: p.ID, Contractor: contractor, Scopes: []string{tokenScope},
 						Hash: p.Hash(), ExpiresAt: now.Add(24 * time.Hour), CreatedAt: now, CreatedBy: admin.TokenID,
-						Note: "latchkey bench"})
+						Note: "latchkey bench", CnfJKT: jkt})
 				}
 				if err != nil {
 					errs[w] = fmt.Errorf("loadgen: create token: %w", err)
 					return
 				}
-				auths[i] = "Bearer " + text
+				auths[i] = scheme + text
 			}
 		})
 	}
@@ -298,6 +338,9 @@ func (r *rig) warm(ctx context.Context) (Memory, error) {
 	r.targets[2].each(ctx, conns, few, r.auths)
 	m := memory(len(r.auths))
 	r.targets[3].each(ctx, conns, few, r.auths[:min(few, len(r.auths))])
+	for _, t := range r.targets[4:] {
+		t.each(ctx, conns, few, t.auths[:min(few, len(t.auths))])
+	}
 	if err := ctx.Err(); err != nil {
 		return Memory{}, err
 	}

@@ -37,6 +37,7 @@ import (
 	"latchkey/internal/access"
 	"latchkey/internal/adminapi"
 	"latchkey/internal/audit"
+	"latchkey/internal/dpop"
 	"latchkey/internal/gateway"
 	"latchkey/internal/leak"
 	"latchkey/internal/metrics"
@@ -104,6 +105,19 @@ type Config struct {
 	// believed: behind a TLS-terminating proxy, certificate-bound tokens
 	// are refused.
 	GatewayClientCA string
+	// GatewayPublicURL is the gateway's base URL as contractors call it:
+	// the htu of their DPoP proofs must be it followed by the request
+	// path. Default: http:// or https:// and GatewayAddr, or, when
+	// GatewayAddr has an unspecified host or port 0, each request's Host.
+	GatewayPublicURL string
+	// DPoPNonce makes the gateway issue DPoP-Nonce values and require them
+	// in DPoP proofs (RFC 9449 section 8). The nonce key is random per
+	// process, so behind several replicas a client may be asked for a
+	// fresh nonce once per replica.
+	DPoPNonce bool
+	// DPoPWindow is how far a DPoP proof's iat may be from the gateway's
+	// clock. Zero: dpop.DefaultWindow.
+	DPoPWindow time.Duration
 	// TrustedProxies are networks whose X-Forwarded-For the gateway
 	// believes. Default none.
 	TrustedProxies []netip.Prefix
@@ -505,6 +519,14 @@ func newGateway(cfg Config, in *instance, rec *usage.Recorder, reg *metrics.Regi
 	gcfg := gateway.Config{
 		Authority: in.a, Usage: rec, Log: cfg.Log, Metrics: gateway.NewMetrics(reg),
 		TrustedProxies: cfg.TrustedProxies, TokenRate: rate.Limit(cfg.TokenRate), TokenBurst: cfg.TokenBurst,
+		PublicURL: gatewayPublicURL(cfg), DPoP: dpop.Config{Window: cfg.DPoPWindow},
+	}
+	if cfg.DPoPNonce {
+		n, err := dpop.NewNonces(nil, 0)
+		if err != nil {
+			return nil, err
+		}
+		gcfg.DPoP.Nonces = n
 	}
 	if cfg.AccessLog {
 		gcfg.AccessLog = cfg.Log
@@ -513,6 +535,10 @@ func newGateway(cfg Config, in *instance, rec *usage.Recorder, reg *metrics.Regi
 	if err != nil {
 		return nil, err
 	}
+	reg.NewCounterFunc("latchkey_dpop_replay_refusals_total", "DPoP proofs refused because the jti replay cache was full (fail closed).",
+		func() float64 { return float64(h.DPoPReplayRefusals()) })
+	reg.NewGaugeFunc("latchkey_dpop_replay_entries", "DPoP proof jti values held for replay detection.",
+		func() float64 { return float64(h.DPoPReplayEntries()) })
 	reg.NewCounterFunc("latchkey_token_cache_hits_total", "Token lookups answered from the in-memory cache.",
 		func() float64 { hits, _ := in.a.CacheStats(); return float64(hits) })
 	reg.NewCounterFunc("latchkey_token_cache_misses_total", "Token lookups that went to the store.",
@@ -529,6 +555,25 @@ func newGateway(cfg Config, in *instance, rec *usage.Recorder, reg *metrics.Regi
 			return 1
 		})
 	return h, nil
+}
+
+// gatewayPublicURL is cfg.GatewayPublicURL or its default.
+func gatewayPublicURL(cfg Config) string {
+	if cfg.GatewayPublicURL != "" {
+		return cfg.GatewayPublicURL
+	}
+	host, port, err := net.SplitHostPort(cfg.GatewayAddr)
+	if err != nil || port == "0" || port == "" || host == "" {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		return ""
+	}
+	scheme := "http://"
+	if (cfg.GatewayTLSCert != "" && cfg.GatewayTLSKey != "") || cfg.GatewayTLSDev {
+		scheme = "https://"
+	}
+	return scheme + cfg.GatewayAddr
 }
 
 // gatewayServer is the gateway's http.Server: HTTP/1.1 and HTTP/2 (over
