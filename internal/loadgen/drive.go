@@ -26,10 +26,12 @@ type target struct {
 	cache *access.Authority
 
 	// auths, if set, are the Authorization values this target is driven
-	// with instead of the rig's; prove, if set, adds a fresh DPoP proof
-	// to every request.
+	// with instead of the rig's; prove, if set, adds a DPoP proof to
+	// every request: from batch in a round, if set, else signed on the
+	// fly.
 	auths []string
 	prove *prover
+	batch *batch
 
 	errs     atomic.Int64           // failed requests, warm-up included
 	firstErr atomic.Pointer[string] // the first failure
@@ -52,9 +54,10 @@ func newTarget(name, rawURL string, conns int) (*target, error) {
 	return &target{name: name, url: u, tr: tr}, nil
 }
 
-// get makes one request with the Authorization header auth and reads the
-// whole answer. A transport error or a status other than 2xx is an error.
-func (t *target) get(ctx context.Context, auth string) error {
+// get makes one request with the Authorization header auth and, unless
+// empty, the DPoP header proof, and reads the whole answer. A transport
+// error or a status other than 2xx is an error.
+func (t *target) get(ctx context.Context, auth, proof string) error {
 	req := &http.Request{
 		Method:     http.MethodGet,
 		URL:        t.url,
@@ -64,11 +67,7 @@ func (t *target) get(ctx context.Context, auth string) error {
 		Header:     http.Header{"Authorization": {auth}},
 		Host:       t.url.Host,
 	}
-	if t.prove != nil {
-		proof, err := t.prove.proof(auth)
-		if err != nil {
-			return err
-		}
+	if proof != "" {
 		req.Header["Dpop"] = []string{proof}
 	}
 	resp, err := t.tr.RoundTrip(req.WithContext(ctx))
@@ -100,9 +99,33 @@ func (t *target) fail(err error) {
 	t.firstErr.CompareAndSwap(nil, &msg)
 }
 
+// proof returns the DPoP proof for the j-th request of connection i, with
+// Authorization auth: none if t is not DPoP, else from t.batch, else
+// signed now.
+func (t *target) proof(i, j int, auth string) (string, error) {
+	switch {
+	case t.prove == nil:
+		return "", nil
+	case t.batch != nil:
+		return t.batch.next(i, j, auth)
+	}
+	return t.prove.proof(auth, time.Now())
+}
+
+// step returns the index of the token a connection sends after auths[k],
+// of n, when conns connections share them.
+func step(k, conns, n int) int {
+	if k += conns; k >= n {
+		k %= n
+	}
+	return k
+}
+
 // round drives t with conns connections for d. Connection i sends the
-// tokens auths[i], auths[i+conns], ... in turn. Each goroutine keeps its
-// own latencies; they are merged only at the end.
+// tokens auths[i], auths[i+conns], ... in turn (see step). Each goroutine
+// keeps its own latencies; they are merged only at the end. A DPoP target
+// takes its proofs from t.batch (see target.proof): the time to get one
+// is timed with the request.
 func (t *target) round(ctx context.Context, conns int, d time.Duration, auths []string) Round {
 	lats := make([][]time.Duration, conns)
 	errs := make([]int64, conns)
@@ -113,19 +136,19 @@ func (t *target) round(ctx context.Context, conns int, d time.Duration, auths []
 		wg.Go(func() {
 			lat := make([]time.Duration, 0, 4096)
 			k := i % len(auths)
-			for ctx.Err() == nil {
+			for j := 0; ctx.Err() == nil; j, k = j+1, step(k, conns, len(auths)) {
 				t0 := time.Now()
 				if !t0.Before(deadline) {
 					break
 				}
-				err := t.get(ctx, auths[k])
+				proof, err := t.proof(i, j, auths[k])
+				if err == nil {
+					err = t.get(ctx, auths[k], proof)
+				}
 				lat = append(lat, time.Since(t0))
 				if err != nil && ctx.Err() == nil {
 					errs[i]++
 					t.fail(err)
-				}
-				if k += conns; k >= len(auths) {
-					k %= len(auths)
 				}
 			}
 			lats[i] = lat
@@ -146,7 +169,8 @@ func (t *target) round(ctx context.Context, conns int, d time.Duration, auths []
 
 // each makes one request with every element of auths, conns at a time,
 // and at least atLeast requests in all (cycling through auths). Failures
-// are counted on t.
+// are counted on t. A DPoP target signs its proofs on the fly (t.batch
+// must be nil).
 func (t *target) each(ctx context.Context, conns, atLeast int, auths []string) {
 	n := max(len(auths), atLeast)
 	var next atomic.Int64
@@ -158,7 +182,12 @@ func (t *target) each(ctx context.Context, conns, atLeast int, auths []string) {
 				if k >= n {
 					return
 				}
-				if err := t.get(ctx, auths[k%len(auths)]); err != nil && ctx.Err() == nil {
+				auth := auths[k%len(auths)]
+				proof, err := t.proof(0, 0, auth)
+				if err == nil {
+					err = t.get(ctx, auth, proof)
+				}
+				if err != nil && ctx.Err() == nil {
 					t.fail(err)
 				}
 			}

@@ -70,9 +70,19 @@ type Config struct {
 	AuditLinger time.Duration
 	// DPoP adds the target GatewayDPoP: the audited gateway called with
 	// Tokens more tokens, each bound to its own ES256 key, every request
-	// with a fresh DPoP proof signed by the client goroutine (unique jti,
-	// iat now).
+	// with a DPoP proof of its own (unique jti). Before each round, outside
+	// the timed window, the proofs of the round are pre-signed, all with
+	// iat the round's start: per connection, the requests expected from
+	// the previous round's rate of GatewayDPoP (the first time, of
+	// GatewayAudit) times Duration, times 1.5. A connection that runs out,
+	// or is still sending 45 s after the round's start, signs on the fly
+	// with iat now; Round.OnTheFly counts these.
 	DPoP bool
+	// DPoPInline has GatewayDPoP sign every proof on the fly inside the
+	// timed window, as a real client does, instead of pre-signing them:
+	// on a machine with few cores the signing then takes CPU time from
+	// the gateway.
+	DPoPInline bool
 }
 
 func (c *Config) defaults() error {
@@ -137,10 +147,15 @@ type Target struct {
 	// gateway called with bearer tokens in the same run.
 	XBearer        float64       `json:"x_bearer,omitempty"`
 	AddedP99Bearer time.Duration `json:"added_p99_bearer_ns,omitempty"`
-	AddedP99       time.Duration `json:"added_p99_ns"` // P99 - bare P99; negative when faster
-	Requests       int64         `json:"requests"`     // in all rounds
-	Errors         int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
-	FirstError     string        `json:"first_error,omitempty"`
+	// PreSigned and OnTheFly count gateway-dpop's proofs over all rounds:
+	// pre-signed before the rounds, and signed inside the timed window.
+	// Pre-signed proofs a round did not use are counted, not sent.
+	PreSigned  int64         `json:"dpop_pre_signed,omitempty"`
+	OnTheFly   int64         `json:"dpop_on_the_fly,omitempty"`
+	AddedP99   time.Duration `json:"added_p99_ns"` // P99 - bare P99; negative when faster
+	Requests   int64         `json:"requests"`     // in all rounds
+	Errors     int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
+	FirstError string        `json:"first_error,omitempty"`
 	// CacheHits and CacheMisses count a gateway's token authentications
 	// during the rounds: answered from its cache, or read from the store.
 	CacheHits   uint64  `json:"cache_hits,omitempty"`
@@ -156,6 +171,12 @@ type Round struct {
 	RPS      float64       `json:"rps"`
 	P50      time.Duration `json:"p50_ns"`
 	P99      time.Duration `json:"p99_ns"`
+	// For gateway-dpop: the proofs pre-signed for the round and the time
+	// that took (before the round, not in Elapsed), and the proofs its
+	// connections signed inside the round.
+	PreSigned   int64         `json:"dpop_pre_signed,omitempty"`
+	PreSignTook time.Duration `json:"dpop_pre_sign_ns,omitempty"`
+	OnTheFly    int64         `json:"dpop_on_the_fly,omitempty"`
 }
 
 // Memory is the process's memory, read from /proc/self/status (all zero
@@ -202,12 +223,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for k := range r.targets {
 			j := (i + k) % len(r.targets)
 			t := r.targets[j]
+			var pre presigned
+			if t.prove != nil && !cfg.DPoPInline {
+				if pre, err = r.presign(ctx, t, results); err != nil {
+					return nil, err
+				}
+			}
 			res := t.round(ctx, cfg.Conns, cfg.Duration, r.authsOf(t))
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			res.PreSigned, res.PreSignTook = pre.n, pre.took
+			res.OnTheFly = t.onTheFly(res.Requests)
+			t.batch = nil
 			results[j] = append(results[j], res)
 			line += fmt.Sprintf(" %s %.0f/s p99 %v;", t.name, res.RPS, res.P99.Round(time.Microsecond))
+			if t.prove != nil {
+				line = line[:len(line)-1] + fmt.Sprintf(" (%d proofs pre-signed in %v, %d signed on the fly);",
+					res.PreSigned, res.PreSignTook.Round(time.Millisecond), res.OnTheFly)
+			}
 		}
 		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
 	}
@@ -232,6 +266,8 @@ func summarize(t *target, rounds []Round) Target {
 	var p50, p99 []time.Duration
 	for _, r := range rounds {
 		s.Requests += r.Requests
+		s.PreSigned += r.PreSigned
+		s.OnTheFly += r.OnTheFly
 		rps, p50, p99 = append(rps, r.RPS), append(p50, r.P50), append(p99, r.P99)
 	}
 	s.RPS, s.P50, s.P99 = median(rps), median(p50), median(p99)

@@ -126,18 +126,91 @@ func TestReadStatus(t *testing.T) {
 }
 
 // TestRunDPoP: with DPoP, the gateway-dpop target serves every request
-// (each with a fresh proof) and is compared with the bearer gateway.
+// with a proof pre-signed before the round, and is compared with the
+// bearer gateway.
 func TestRunDPoP(t *testing.T) {
-	cfg := Config{Conns: 4, Duration: 200 * time.Millisecond, Rounds: 1, Tokens: 20, Dir: t.TempDir(), DPoP: true}
+	var progress bytes.Buffer
+	cfg := Config{Conns: 4, Duration: 200 * time.Millisecond, Rounds: 1, Tokens: 20, Dir: t.TempDir(), DPoP: true, Progress: &progress}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	last := rep.Targets[len(rep.Targets)-1]
-	if last.Name != GatewayDPoP || last.Requests == 0 || last.Errors != 0 || last.XBearer <= 0 {
+	if last.Name != GatewayDPoP || last.Requests == 0 || last.Errors != 0 || last.XBearer <= 0 || last.XBare <= 0 {
 		t.Fatalf("gateway-dpop: %+v", last)
+	}
+	// Whether a connection ran out depends on how fast the bearer round
+	// went, so only TestPresign asserts that none did.
+	if r := last.Rounds[0]; last.PreSigned == 0 || r.PreSigned != last.PreSigned || r.PreSignTook <= 0 || last.OnTheFly >= last.Requests {
+		t.Errorf("gateway-dpop: %d pre-signed in %v, %d on the fly, %d requests", last.PreSigned, r.PreSignTook, last.OnTheFly, last.Requests)
+	}
+	if !strings.Contains(progress.String(), "proofs pre-signed") {
+		t.Errorf("progress does not count the pre-signed proofs:\n%s", progress.String())
 	}
 	if rep.Errors() != 0 {
 		t.Fatalf("%d errors", rep.Errors())
+	}
+}
+
+// TestRunDPoPInline: with DPoPInline, every proof is signed in the round.
+func TestRunDPoPInline(t *testing.T) {
+	cfg := Config{Conns: 2, Duration: 100 * time.Millisecond, Rounds: 1, Tokens: 5, Dir: t.TempDir(), DPoP: true, DPoPInline: true}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rep.Targets[len(rep.Targets)-1]
+	if last.Requests == 0 || last.Errors != 0 || last.PreSigned != 0 || last.OnTheFly != last.Requests {
+		t.Errorf("gateway-dpop: %+v", last)
+	}
+}
+
+// TestPresign drives a short round of gateway-dpop on proofs pre-signed
+// for the fallback rate, more than a tiny round can send: every request
+// is accepted, and none had to sign on the fly.
+func TestPresign(t *testing.T) {
+	cfg := Config{Conns: 4, Duration: 200 * time.Millisecond, Rounds: 1, Tokens: 10, Dir: t.TempDir(), DPoP: true}
+	if err := cfg.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := newRig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	dp := r.targets[len(r.targets)-1]
+	pre, err := r.presign(context.Background(), dp, make([][]Round, len(r.targets)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(cfg.Conns * proofsPerConn(proofFallbackRate, cfg.Duration, cfg.Conns)); pre.n != want {
+		t.Errorf("pre-signed %d proofs, want %d", pre.n, want)
+	}
+	res := dp.round(context.Background(), cfg.Conns, cfg.Duration, r.authsOf(dp))
+	if res.Requests == 0 || res.Errors != 0 {
+		t.Errorf("round: %+v, first error %v", res, dp.firstErr.Load())
+	}
+	if n := dp.onTheFly(res.Requests); n != 0 {
+		t.Errorf("%d proofs signed on the fly, want 0", n)
+	}
+}
+
+func TestProofsPerConn(t *testing.T) {
+	tests := []struct {
+		rate  float64
+		d     time.Duration
+		conns int
+		want  int
+	}{
+		{1000, 2 * time.Second, 10, 300},
+		{0, 2 * time.Second, 10, proofMinPerConn},
+		{1000, time.Hour, 1, 67500},    // only proofMaxAge counts
+		{1e6, time.Second, 2, 1 << 17}, // capped at proofMaxTotal
+		{1e6, time.Second, 1 << 20, 1}, // the cap leaves at least one
+	}
+	for _, tt := range tests {
+		if got := proofsPerConn(tt.rate, tt.d, tt.conns); got != tt.want {
+			t.Errorf("proofsPerConn(%v, %v, %d) = %d, want %d", tt.rate, tt.d, tt.conns, got, tt.want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -347,4 +348,45 @@ func (r *rig) warm(ctx context.Context) (Memory, error) {
 	fmt.Fprintf(r.cfg.Progress, "warmed up in %v; with %d tokens cached, after a collection: RSS %.1f MiB, live heap %.1f MiB\n",
 		time.Since(start).Round(time.Millisecond), m.CachedTokens, float64(m.RSS)/(1<<20), float64(m.HeapLive)/(1<<20))
 	return m, nil
+}
+
+// presigned is what presign did: how many proofs, in how long.
+type presigned struct {
+	n    int64
+	took time.Duration
+}
+
+// presign sets t.batch to the proofs of t's next round, with iat now. It
+// expects the rate of t's last round in results (indexed as r.targets),
+// or else of the audited bearer gateway's last, or else
+// proofFallbackRate (see proofsPerConn).
+func (r *rig) presign(ctx context.Context, t *target, results [][]Round) (presigned, error) {
+	rate := float64(proofFallbackRate)
+	bearer := slices.IndexFunc(r.targets, func(t *target) bool { return t.name == GatewayAudit })
+	for _, j := range []int{slices.Index(r.targets, t), bearer} {
+		if j >= 0 && len(results[j]) > 0 {
+			rate = results[j][len(results[j])-1].RPS
+			break
+		}
+	}
+	start := time.Now()
+	b, err := t.prove.presign(ctx, r.authsOf(t), r.cfg.Conns, proofsPerConn(rate, r.cfg.Duration, r.cfg.Conns), start)
+	if err != nil {
+		return presigned{}, err
+	}
+	t.batch = b
+	return presigned{b.presigned(), time.Since(start)}, nil
+}
+
+// onTheFly returns how many DPoP proofs t signed inside its last round of
+// requests requests: none for a bearer target, all of them without a
+// batch.
+func (t *target) onTheFly(requests int64) int64 {
+	switch {
+	case t.prove == nil:
+		return 0
+	case t.batch == nil:
+		return requests
+	}
+	return t.batch.onTheFly.Load()
 }
