@@ -109,6 +109,11 @@ func start(t *testing.T, cfg Config) *running {
 		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
 			return fmt.Sprintf("%s not written (%v)", addrPath, err)
 		}
+		// The gateway listens too: its URL file is written just after.
+		gwPath := filepath.Join(cfg.DataDir, gatewayFile)
+		if g, err := os.ReadFile(gwPath); err != nil || !bytes.HasSuffix(g, []byte("\n")) {
+			return fmt.Sprintf("%s not written (%v)", gwPath, err)
+		}
 		r.url = strings.TrimSuffix(string(b), "\n")
 		return ""
 	})
