@@ -48,7 +48,9 @@ func (h *Handler) proven(w *recorder, r *http.Request, src netip.Addr, rec *acce
 			Token: text, JKT: tok.CnfJKT,
 		})
 	}
-	if n := h.dpop.Nonces(); n != nil {
+	// A fresh nonce goes only to clients that speak DPoP: nothing to
+	// compute for the bearer requests, which are most.
+	if n := h.dpop.Nonces(); n != nil && scheme == schemeDPoP {
 		w.Header().Set("DPoP-Nonce", n.Issue(now))
 	}
 	if err == nil {
@@ -74,7 +76,11 @@ func (h *Handler) fresh(w *recorder, r *http.Request, src netip.Addr, rec *acces
 
 // denyProof answers 401 proof_invalid for err, with the DPoP challenge.
 func (h *Handler) denyProof(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest, tok store.Token, err error) {
-	h.failures.allow(src, h.cfg.Now())
+	// A full replay cache is the server's limit, not the client's fault:
+	// it must not spend the source's failure budget into 429s.
+	if !errors.Is(err, dpop.ErrReplayFull) {
+		h.failures.allow(src, h.cfg.Now())
+	}
 	code := dpop.CodeInvalidProof
 	if errors.Is(err, dpop.ErrNonce) {
 		code = dpop.CodeUseNonce
