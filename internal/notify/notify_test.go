@@ -456,6 +456,7 @@ func TestAddRefused(t *testing.T) {
 		{"ftp", notify.NewWebhook{URL: "ftp://hooks.example.com/x"}},
 		{"javascript", notify.NewWebhook{URL: "javascript:alert(1)"}},
 		{"plain http off loopback", notify.NewWebhook{URL: "http://hooks.example.com/x"}},
+		{"plain http, secret path", notify.NewWebhook{URL: "http://hooks.slack.com/services/T0/B0/s3cr3tPath?k=s3cr3tQuery"}},
 		{"plain http to a private address", notify.NewWebhook{URL: "http://10.0.0.1/x"}},
 		{"no host", notify.NewWebhook{URL: "https:///x"}},
 		{"user info", notify.NewWebhook{URL: "https://user:pw@hooks.example.com/x"}},
@@ -474,6 +475,11 @@ func TestAddRefused(t *testing.T) {
 			_, secret, err := e.n.Add(t.Context(), e.auth, admin, tc.nw)
 			if access.ReasonOf(err) != access.ReasonInvalid || secret != "" {
 				t.Fatalf("Add: got %v (reason %q), want invalid_request", err, access.ReasonOf(err))
+			}
+			// A refusal quotes the scheme and host at most: the path and
+			// query of a webhook URL can be its secret.
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("refusal quotes the URL's path or query: %v", err)
 			}
 			if got := auditSize(t, e); got != before+1 {
 				t.Errorf("audit grew by %d records, want 1 denial", got-before)

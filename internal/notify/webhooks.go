@@ -158,21 +158,21 @@ func CheckURL(raw string) (*url.URL, error) {
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("invalid webhook URL %q: want an http or https URL", trunc(raw))
+		return nil, fmt.Errorf("invalid webhook URL %q: want an http or https URL", shown(u))
 	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
-		return nil, fmt.Errorf("invalid webhook URL %q: it has no host", trunc(raw))
+		return nil, fmt.Errorf("invalid webhook URL %q: it has no host", shown(u))
 	case u.User != nil:
 		return nil, errors.New("invalid webhook URL: it must not hold user information (user:password@)")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return nil, fmt.Errorf("invalid webhook URL %q: it must not have a fragment", trunc(raw))
+		return nil, fmt.Errorf("invalid webhook URL %q: it must not have a fragment", shown(u))
 	}
 	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strings.TrimLeft(p, "0123456789") != "" {
-			return nil, fmt.Errorf("invalid webhook URL %q: bad port", trunc(raw))
+			return nil, fmt.Errorf("invalid webhook URL %q: bad port", shown(u))
 		}
 	}
 	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("invalid webhook URL %q: https is required unless the host is loopback", trunc(raw))
+		return nil, fmt.Errorf("invalid webhook URL %q: https is required unless the host is loopback", shown(u))
 	}
 	return u, nil
 }
@@ -253,6 +253,17 @@ func (n *Notifier) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]st
 }
 
 // trunc shortens a value echoed in a message.
+// shown is what an error may quote of a webhook URL: its scheme and host,
+// never its path or query, which for many services (a Slack incoming
+// webhook) are the secret.
+func shown(u *url.URL) string {
+	s := trunc(u.Scheme + "://" + u.Host)
+	if u.Path != "" || u.RawQuery != "" {
+		s += "/…"
+	}
+	return s
+}
+
 func trunc(s string) string {
 	const max = 64
 	if len(s) > max {
