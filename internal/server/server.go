@@ -469,6 +469,9 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 		return err
 	}
 	defer stopGateway()
+	if gatewayPublicURL(cfg) == "" {
+		cfg.Log.Warn("gateway: no public URL (--gateway-addr has no fixed host and port): DPoP proofs are checked against each request's Host header; set --gateway-public-url")
+	}
 	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); cps.loop(cpCtx, cfg.CheckpointEvery) }()
@@ -516,9 +519,6 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 // newGateway builds the gateway handler and registers the process's
 // metrics in reg.
 func newGateway(cfg Config, in *instance, rec *usage.Recorder, reg *metrics.Registry) (*gateway.Handler, error) {
-	if gatewayPublicURL(cfg) == "" {
-		cfg.Log.Warn("gateway: no public URL (--gateway-addr has no fixed host and port): DPoP proofs are checked against each request's Host header; set --gateway-public-url")
-	}
 	gcfg := gateway.Config{
 		Authority: in.a, Usage: rec, Log: cfg.Log, Metrics: gateway.NewMetrics(reg),
 		TrustedProxies: cfg.TrustedProxies, TokenRate: rate.Limit(cfg.TokenRate), TokenBurst: cfg.TokenBurst,
