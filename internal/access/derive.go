@@ -18,7 +18,8 @@ const (
 	// maxDeriveDepth is how many links a chain of derived tokens may have
 	// (a child of a child of ... of an issued token).
 	maxDeriveDepth = 4
-	// maxLiveDerived is how many unrevoked tokens may descend from one token.
+	// maxLiveDerived is how many live (unrevoked, unexpired) tokens may
+	// descend from one issued token: the whole tree, not each of its links.
 	maxLiveDerived = 100
 )
 
@@ -74,7 +75,8 @@ func (a *Authority) Derive(ctx context.Context, by Actor, req DeriveRequest) (is
 
 // deriveParent reads the caller's own token and refuses one that may not
 // derive: an admin token, a revoked or expired one, or one at the end of a
-// chain of maxDeriveDepth links or with maxLiveDerived live descendants.
+// chain of maxDeriveDepth links or in a tree whose root (the issued token
+// it descends from, or itself) has maxLiveDerived live descendants.
 func (a *Authority) deriveParent(ctx context.Context, id string) (store.Token, error) {
 	p, err := a.Token(ctx, id)
 	if err != nil {
@@ -99,14 +101,33 @@ func (a *Authority) deriveParent(ctx context.Context, id string) (store.Token, e
 			return store.Token{}, fmt.Errorf("parent of a derived token: %w", err)
 		}
 	}
-	kids, err := a.cfg.Store.DerivedTokens(ctx, p.ID)
+	// up is the root of p's tree: the limit holds for the whole tree, which
+	// one revocation of the root walks, not for each of its tokens.
+	live, err := a.liveDerived(ctx, up.ID)
 	if err != nil {
 		return store.Token{}, err
 	}
-	if len(kids) >= maxLiveDerived {
-		return store.Token{}, refuse(ReasonForbidden, "token %s already has %d live derived tokens (the maximum): revoke some first", p.ID, len(kids))
+	if live >= maxLiveDerived {
+		return store.Token{}, refuse(ReasonForbidden, "the tree of token %s (rooted at %s) already has %d live derived tokens (the maximum): revoke some first", p.ID, up.ID, live)
 	}
 	return p, nil
+}
+
+// liveDerived counts the tokens derived from root, directly or not, that
+// are live now (unrevoked and unexpired): an expired child no longer
+// counts against the limit, though a revocation still revokes it.
+func (a *Authority) liveDerived(ctx context.Context, root string) (int, error) {
+	kids, err := a.cfg.Store.DerivedTokens(ctx, root)
+	if err != nil {
+		return 0, err
+	}
+	now, n := a.now(), 0
+	for _, k := range kids {
+		if k.Active(now) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // derivedToken checks a derive request against its parent and the rules

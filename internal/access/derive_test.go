@@ -148,3 +148,103 @@ func TestReportLeakRefusals(t *testing.T) {
 		t.Fatalf("ReportLeak: %+v %v", l, err)
 	}
 }
+
+// TestDeriveLiveLimit: the limit on live derived tokens holds for the
+// whole tree (counted at its root, so a child cannot add its own 100),
+// and an expired child no longer counts against it.
+func TestDeriveLiveLimit(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	parent, err := e.a.Issue(ctx, root, access.IssueRequest{Contractor: "alice", Scopes: []string{"billing:GET:/v1/**"}, TTL: 4 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	derive := func(from string) (access.Issued, error) {
+		return e.a.Derive(ctx, access.Actor{TokenID: from, Name: "alice"},
+			access.DeriveRequest{Scopes: []string{"billing:GET:/v1/x"}, TTL: time.Minute})
+	}
+	// 99 children of the root and one grandchild make 100.
+	child, err := derive(parent.Token.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 98; i++ {
+		if _, err := derive(parent.Token.ID); err != nil {
+			t.Fatalf("child %d: %v", i, err)
+		}
+	}
+	if _, err := derive(child.Token.ID); err != nil {
+		t.Fatalf("grandchild: %v", err)
+	}
+	for name, from := range map[string]string{"root": parent.Token.ID, "child": child.Token.ID} {
+		if _, err := derive(from); access.ReasonOf(err) != access.ReasonForbidden || !strings.Contains(err.Error(), "live derived tokens") {
+			t.Errorf("derive from the %s of a tree of 100 live derived tokens: %v, want forbidden", name, err)
+		}
+	}
+	// All 100 expire: none is live, and the root derives again.
+	e.clock.Add(2 * time.Minute)
+	if _, err := derive(parent.Token.ID); err != nil {
+		t.Fatalf("derive once the tree's derived tokens have expired: %v", err)
+	}
+	// Revoking the root still revokes the expired descendants too.
+	if err := e.a.Revoke(ctx, root, parent.Token.ID); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.st.Token(ctx, child.Token.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.RevokedAt.IsZero() || tok.RevokedReason != store.RevokeParent {
+		t.Errorf("expired child after its root's revocation: revoked %v reason %q, want %s", tok.RevokedAt, tok.RevokedReason, store.RevokeParent)
+	}
+}
+
+// TestRotateDerivedUses: the successor of a derived token with a use
+// limit gets only the uses left, and one with none left is not rotated,
+// so deriving and rotating never multiplies uses.
+func TestRotateDerivedUses(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	parent, err := e.a.Issue(ctx, root, access.IssueRequest{Contractor: "alice", Scopes: []string{"billing:GET:/v1/**"}, TTL: 4 * time.Hour, MaxUses: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := access.Actor{TokenID: parent.Token.ID, Name: "alice"}
+	use := func(id string, n int) error {
+		for range n {
+			tok, err := e.st.Token(ctx, id)
+			if err != nil {
+				return err
+			}
+			if _, err := e.a.Use(ctx, tok); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	child, err := e.a.Derive(ctx, by, access.DeriveRequest{Scopes: []string{"billing:GET:/v1/x"}, TTL: time.Hour, MaxUses: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := use(child.Token.ID, 2); err != nil {
+		t.Fatal(err)
+	}
+	next, err := e.a.Rotate(ctx, root, child.Token.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Token.MaxUses != 1 || next.Token.Uses != 0 {
+		t.Fatalf("successor of a derived token with 1 use left: MaxUses %d Uses %d, want 1 and 0", next.Token.MaxUses, next.Token.Uses)
+	}
+	if err := use(next.Token.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := use(next.Token.ID, 1); access.ReasonOf(err) != access.ReasonExpired {
+		t.Fatalf("second use of the successor: %v, want token_expired", err)
+	}
+	if _, err := e.a.Rotate(ctx, root, next.Token.ID, 0); access.ReasonOf(err) != access.ReasonExpired || !strings.Contains(err.Error(), "used all 1 of its uses") {
+		t.Fatalf("rotate a derived token with no uses left: %v, want token_expired", err)
+	}
+}

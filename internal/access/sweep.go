@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"latchkey/internal/audit"
@@ -62,16 +63,21 @@ func (a *Authority) claimer(ctx context.Context, key, holder string, now time.Ti
 	}
 }
 
-// IdleToken is a live contractor token unused past its idle timeout.
+// IdleToken is a live contractor token unused past its idle timeout, it
+// and every live token derived from it.
 type IdleToken struct {
 	ID       string
-	LastUsed time.Time // last use, or creation if never used
+	LastUsed time.Time // last use (or creation if never used) of it or of a live token derived from it
 	Idle     Setting   // the effective idle timeout and where it is set
 }
 
-// IdleTokens lists the live contractor tokens unused (since their last
-// use, or creation if never used) for at least their effective idle
-// timeout, at now.
+// IdleTokens lists the live contractor tokens unused for at least their
+// effective idle timeout at now, where a token's last use is the latest
+// use (or creation) of it and of its live derived tokens: a derived
+// token's use updates only its own record, and a parent whose children
+// are in use (a contractor handing narrower tokens to CI jobs) is in use.
+// A token derived from another listed token is left out: it is revoked
+// with that one.
 func (a *Authority) IdleTokens(ctx context.Context, now time.Time) ([]IdleToken, error) {
 	ps, err := a.cfg.Store.Policies(ctx)
 	if err != nil {
@@ -91,14 +97,26 @@ func (a *Authority) IdleTokens(ctx context.Context, now time.Time) ([]IdleToken,
 		return nil, err
 	}
 	var out []IdleToken
+	under := map[string]bool{} // derived from a listed token
 	for _, t := range cands {
 		eff := Resolve(a.cfg.MaxTTL, ps, scopeServices(t.Scopes), t.Contractor)
 		last := lastUse(t.LastUsedAt, t.CreatedAt)
-		if eff.Idle.Value > 0 && !now.Before(last.Add(eff.Idle.Value)) {
-			out = append(out, IdleToken{ID: t.ID, LastUsed: last, Idle: eff.Idle})
+		if eff.Idle.Value == 0 || now.Before(last.Add(eff.Idle.Value)) {
+			continue
 		}
+		last, kids, err := a.treeLastUse(ctx, t.ID, last, now)
+		if err != nil {
+			return nil, err
+		}
+		if now.Before(last.Add(eff.Idle.Value)) {
+			continue
+		}
+		for _, k := range kids {
+			under[k.ID] = true
+		}
+		out = append(out, IdleToken{ID: t.ID, LastUsed: last, Idle: eff.Idle})
 	}
-	return out, nil
+	return slices.DeleteFunc(out, func(t IdleToken) bool { return under[t.ID] }), nil
 }
 
 // lastUse is the later of a token's last use and its creation.
@@ -109,16 +127,38 @@ func lastUse(used, created time.Time) time.Time {
 	return created
 }
 
-// ReapIdle revokes token id, reason idle, if it is still live and unused
-// for its effective idle timeout at now. holder names the claiming
-// instance. The claim is per idle period (keyed by the last use), so a
-// token used again and idle again is reaped again, once.
+// treeLastUse returns the later of last (token id's own last use) and the
+// last use of each token derived from id that is live at now, and those
+// descendants.
+func (a *Authority) treeLastUse(ctx context.Context, id string, last, now time.Time) (time.Time, []store.Token, error) {
+	kids, err := a.cfg.Store.DerivedTokens(ctx, id)
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	kids = slices.DeleteFunc(kids, func(k store.Token) bool { return !k.Active(now) })
+	for _, k := range kids {
+		if l := lastUse(k.LastUsedAt, k.CreatedAt); l.After(last) {
+			last = l
+		}
+	}
+	return last, kids, nil
+}
+
+// ReapIdle revokes token id, reason idle, with every token derived from
+// it, if it is still live and it and its live derived tokens have been
+// unused for its effective idle timeout at now (see IdleTokens). holder
+// names the claiming instance. The claim is per idle period (keyed by the
+// last use of the tree), so a token used again and idle again is reaped
+// again, once.
 func (a *Authority) ReapIdle(ctx context.Context, holder, id string, now time.Time) (bool, error) {
 	t, err := a.cfg.Store.Token(ctx, id)
 	if err != nil {
 		return false, storeErr(err, "token "+id)
 	}
-	last := lastUse(t.LastUsedAt, t.CreatedAt)
+	last, _, err := a.treeLastUse(ctx, id, lastUse(t.LastUsedAt, t.CreatedAt), now)
+	if err != nil {
+		return false, err
+	}
 	key := fmt.Sprintf("idle:%s:%d", id, last.UnixMilli())
 	rec := a.event(sweeperActor, "token.revoke")
 	rec.TokenID, rec.Contractor = id, t.Contractor
@@ -133,7 +173,10 @@ func (a *Authority) ReapIdle(ctx context.Context, holder, id string, now time.Ti
 		if err != nil {
 			return false, err
 		}
-		last := lastUse(t.LastUsedAt, t.CreatedAt)
+		last, _, err := a.treeLastUse(ctx, id, lastUse(t.LastUsedAt, t.CreatedAt), now)
+		if err != nil {
+			return false, err
+		}
 		if eff.Idle.Value == 0 || now.Before(last.Add(eff.Idle.Value)) {
 			return false, nil
 		}

@@ -420,7 +420,9 @@ func covers(by Actor, scopes []string) error {
 
 // Rotate issues a successor of token id with the same scopes, sources, use
 // limit and lifetime, re-checked against today's grants and engagement,
-// and ends the old token after grace (at once if grace is zero).
+// and ends the old token after grace (at once if grace is zero). The
+// successor of a derived token with a use limit gets only the uses left
+// (none left: refused, token_expired).
 func (a *Authority) Rotate(ctx context.Context, by Actor, id string, grace time.Duration) (iss Issued, err error) {
 	rec := a.event(by, "token.rotate")
 	rec.TokenID = id
@@ -485,6 +487,13 @@ func (a *Authority) successor(ctx context.Context, by Actor, old store.Token, gr
 	next := old
 	next.ExpiresAt, next.CreatedAt, next.CreatedBy = now.Add(ttl), now, by.TokenID
 	next.LastUsedAt, next.Uses, next.Parent = time.Time{}, 0, old.ID
+	if old.DerivedFrom != "" && old.MaxUses > 0 {
+		// A derived token's uses were carved out of its parent's: its
+		// successor gets only those left, so rotating never adds uses.
+		if next.MaxUses = old.MaxUses - old.Uses; next.MaxUses <= 0 {
+			return store.Token{}, refuse(ReasonExpired, "token %s has used all %d of its uses and cannot be rotated", old.ID, old.MaxUses)
+		}
+	}
 	if err := a.withinParent(ctx, &next); err != nil {
 		return store.Token{}, err
 	}

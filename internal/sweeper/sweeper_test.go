@@ -542,10 +542,53 @@ func TestRunStops(t *testing.T) {
 	<-done
 }
 
-// TestIdleReapingRevokesDerived: reaping an idle token revokes the tokens
-// derived from it, even one in use, as every revocation does.
+// TestIdleReapingRevokesDerived: a token is idle only when it and its
+// live derived tokens all are (a child's use updates only the child), so
+// a child in use keeps its parent alive while an idle sibling is reaped
+// alone; once the whole tree is idle the parent is reaped and its
+// children are revoked with it.
 func TestIdleReapingRevokesDerived(t *testing.T) {
 	f := newFixture(t)
+	ctx := context.Background()
+	parent := f.issue(t, "alice", 20*day)
+	var kids [2]string
+	for i := range kids {
+		child, err := f.r.a.Derive(ctx, access.Actor{TokenID: parent, Name: "alice"},
+			access.DeriveRequest{Scopes: []string{"billing:GET:/v1/x"}, TTL: 10 * day})
+		if err != nil {
+			t.Fatalf("Derive: %v", err)
+		}
+		kids[i] = child.Token.ID
+	}
+	used, idle := kids[0], kids[1]
+	setPolicy(t, f.r.a, access.PolicyChange{Service: str("billing"), Idle: dur(3 * day)})
+	f.clock.Add(2 * day)
+	if err := f.r.st.RecordUse(ctx, []store.Use{{TokenID: used, At: f.clock.Now(), Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(day)
+	pass(t, f.r, sweeper.Counts{Idle: 1})
+	for id, want := range map[string]string{parent: "", used: "", idle: store.RevokeIdle} {
+		if tok := f.token(t, id); tok.RevokedReason != want {
+			t.Errorf("three days on, token %s: reason %q, want %q", id, tok.RevokedReason, want)
+		}
+	}
+	f.clock.Add(2 * day) // three days since the last use of the tree
+	pass(t, f.r, sweeper.Counts{Idle: 1})
+	for id, want := range map[string]string{parent: store.RevokeIdle, used: store.RevokeParent, idle: store.RevokeIdle} {
+		if tok := f.token(t, id); tok.RevokedReason != want {
+			t.Errorf("once the tree is idle, token %s: reason %q, want %q", id, tok.RevokedReason, want)
+		}
+	}
+	pass(t, f.r, sweeper.Counts{})
+}
+
+// TestTwoReplicasReapIdleTree: two replicas reaping the same idle tree at
+// once revoke it once: one reap of the parent, its child revoked with it,
+// one audit record each.
+func TestTwoReplicasReapIdleTree(t *testing.T) {
+	f := newFixture(t)
+	r2 := openReplica(t, f.dir, "replica-2", f.clock)
 	ctx := context.Background()
 	parent := f.issue(t, "alice", 20*day)
 	child, err := f.r.a.Derive(ctx, access.Actor{TokenID: parent, Name: "alice"},
@@ -554,16 +597,44 @@ func TestIdleReapingRevokesDerived(t *testing.T) {
 		t.Fatalf("Derive: %v", err)
 	}
 	setPolicy(t, f.r.a, access.PolicyChange{Service: str("billing"), Idle: dur(3 * day)})
-	f.clock.Add(2 * day)
-	if err := f.r.st.RecordUse(ctx, []store.Use{{TokenID: child.Token.ID, At: f.clock.Now(), Count: 1}}); err != nil {
-		t.Fatal(err)
+	f.clock.Add(3 * day)
+	now := f.clock.Now()
+	replicas := []*replica{f.r, r2}
+	var lists [2][]access.IdleToken
+	for i, r := range replicas {
+		if lists[i], err = r.a.IdleTokens(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		if len(lists[i]) != 1 || lists[i][0].ID != parent {
+			t.Errorf("replica %d: idle tokens %+v, want only the parent %s", i+1, lists[i], parent)
+		}
 	}
-	f.clock.Add(day)
-	pass(t, f.r, sweeper.Counts{Idle: 1})
-	if tok := f.token(t, parent); tok.RevokedReason != store.RevokeIdle {
-		t.Errorf("parent: reason %q, want idle", tok.RevokedReason)
+	var done [2]int
+	var wg sync.WaitGroup
+	for i, r := range replicas {
+		wg.Go(func() {
+			for _, it := range lists[i] {
+				if ok, err := r.a.ReapIdle(ctx, fmt.Sprintf("replica-%d", i+1), it.ID, now); err != nil {
+					t.Error(err)
+				} else if ok {
+					done[i]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if done[0]+done[1] != 1 {
+		t.Errorf("reaps %v, want one in all", done)
 	}
 	if tok := f.token(t, child.Token.ID); tok.RevokedReason != store.RevokeParent {
-		t.Errorf("derived token, used a day ago: reason %q, want %s", tok.RevokedReason, store.RevokeParent)
+		t.Errorf("child: reason %q, want %s", tok.RevokedReason, store.RevokeParent)
+	}
+	per := map[string]int{}
+	for _, rec := range records(t, f.r) {
+		per[rec.Action+" "+rec.TokenID]++
+	}
+	want := map[string]int{"token.revoke " + parent: 1, "token.revoke " + child.Token.ID: 1}
+	if d := cmp.Diff(want, per); d != "" {
+		t.Errorf("sweeper audit records (-want +got):\n%s", d)
 	}
 }
