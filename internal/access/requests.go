@@ -197,7 +197,9 @@ func (a *Authority) Request(ctx context.Context, id string) (store.AccessRequest
 }
 
 // OwnRequest returns one request of contractor, for its request-only
-// token by; another contractor's request is not found.
+// token by; another contractor's request is not found. Any of the
+// contractor's request-only tokens may show it; only the one that made it
+// may fetch it (FetchRequest).
 func (a *Authority) OwnRequest(ctx context.Context, by Actor, contractor, id string) (store.AccessRequest, error) {
 	if err := requester(by); err != nil {
 		return store.AccessRequest{}, err
@@ -401,7 +403,10 @@ func (a *Authority) DenyRequest(ctx context.Context, by Actor, id, reason string
 }
 
 // FetchRequest issues the token of contractor's approved request id to
-// its request-only token by, exactly once: the token is generated now and
+// the request-only token by that made the request, exactly once; any
+// other token, even another request-only token of the same contractor, is
+// refused (forbidden), so a second or leaked request-only token cannot
+// take the approved token first. The token is generated now and
 // stored, with the request marked fetched, in one conditional change, so
 // a second or concurrent fetch is refused (already_fetched). The token
 // expires the request's TTL after its final approval and is checked as
@@ -414,6 +419,9 @@ func (a *Authority) FetchRequest(ctx context.Context, by Actor, contractor, id s
 		r, err := a.OwnRequest(ctx, by, contractor, id)
 		if err != nil {
 			return err
+		}
+		if r.Requester != by.TokenID {
+			return refuse(ReasonForbidden, "only the token that made request %s can fetch it", id)
 		}
 		now = a.now()
 		if err := stateErr(r, store.RequestApproved, now); err != nil {

@@ -510,3 +510,110 @@ func TestRequestUnderApprovalPolicy(t *testing.T) {
 		t.Fatalf("the approved token does not authenticate: %v", err)
 	}
 }
+
+// issuer is an admin actor named carol that may issue admin tokens and
+// approve, but does not manage identities (no admin:approvers:write).
+var issuer = access.Actor{TokenID: "adm-carol", Name: "carol", Scopes: scope.Set{
+	scope.MustParse("admin:tokens:write"), scope.MustParse("admin:requests:write")}}
+
+func TestAdminTokenNote(t *testing.T) {
+	e := newReqEnv(t, 1)
+	ctx := t.Context()
+	idAdmin := access.Actor{TokenID: "adm-ida", Name: "ida", Scopes: append(slices.Clone(issuer.Scopes), scope.MustParse("admin:approvers:write"))}
+	for _, tc := range []struct {
+		name     string
+		by       access.Actor
+		note     string
+		wantNote string
+		reason   string
+	}{
+		{"no note: the issuer's own name", issuer, "", "carol", ""},
+		{"the issuer's own name", issuer, "carol", "carol", ""},
+		{"the sponsor's name", issuer, "bob", "", access.ReasonForbidden},
+		{"another approver's name", issuer, "dave", "", access.ReasonForbidden},
+		{"an unnamed issuer naming someone", access.Actor{TokenID: "adm-x", Scopes: issuer.Scopes}, "bob", "", access.ReasonForbidden},
+		{"with admin:approvers:write", idAdmin, "bob", "bob", ""},
+		{"with admin:*", root, "bob", "bob", ""},
+	} {
+		iss, err := e.a.Issue(ctx, tc.by, access.IssueRequest{Admin: true, Scopes: []string{"admin:requests:write"}, TTL: time.Hour, Note: tc.note})
+		wantReason(t, tc.name, err, tc.reason)
+		if err == nil && iss.Token.Note != tc.wantNote {
+			t.Errorf("%s: note %q, want %q", tc.name, iss.Token.Note, tc.wantNote)
+		}
+	}
+
+	// Rotating bob's admin token would hand carol a token that speaks for bob.
+	bobs, err := e.a.Issue(ctx, root, access.IssueRequest{Admin: true, Scopes: []string{"admin:requests:write"}, TTL: time.Hour, Note: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.a.Rotate(ctx, issuer, bobs.Token.ID, 0)
+	wantReason(t, "rotate another person's admin token", err, access.ReasonForbidden)
+	if _, err := e.a.Rotate(ctx, idAdmin, bobs.Token.ID, 0); err != nil {
+		t.Errorf("rotate with admin:approvers:write: %v", err)
+	}
+}
+
+// TestRequestApproverImpersonation: an admin who can issue admin tokens
+// cannot mint tokens named after the sponsor or other approvers, so two
+// required approvals still take two people.
+func TestRequestApproverImpersonation(t *testing.T) {
+	e := newReqEnv(t, 2)
+	ctx := t.Context()
+	for _, name := range []string{"carol", "dave"} {
+		if _, err := e.a.AddApprover(ctx, root, "sre", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	me := e.requester(t)
+	r, err := e.a.CreateRequest(ctx, me, "alice", ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.ApproveRequest(ctx, issuer, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bob", "dave"} {
+		_, err := e.a.Issue(ctx, issuer, access.IssueRequest{Admin: true, Scopes: []string{"admin:requests:write"}, TTL: time.Hour, Note: name})
+		wantReason(t, "carol mints a token named "+name, err, access.ReasonForbidden)
+	}
+	// Her own second token is still carol.
+	second, err := e.a.Issue(ctx, issuer, access.IssueRequest{Admin: true, Scopes: []string{"admin:requests:write"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := access.Actor{TokenID: second.Token.ID, Name: second.Token.Note, Scopes: scope.Set{scope.MustParse("admin:requests:write")}}
+	_, err = e.a.ApproveRequest(ctx, again, r.ID)
+	wantReason(t, "carol again with another token", err, access.ReasonAlreadyApproved)
+	if r, _ = e.a.Request(ctx, r.ID); r.State != store.RequestPending {
+		t.Errorf("one person approved a two-approval request: %+v", r)
+	}
+}
+
+// TestRequestFetchByOtherToken: another request-only token of the same
+// contractor (a leaked one, say) may see the request but not fetch its token.
+func TestRequestFetchByOtherToken(t *testing.T) {
+	e := newReqEnv(t, 1)
+	ctx := t.Context()
+	me, other := e.requester(t), e.requester(t)
+	r, err := e.a.CreateRequest(ctx, me, "alice", ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.a.FetchRequest(ctx, other, "alice", r.ID)
+	wantReason(t, "fetch pending by another token", err, access.ReasonForbidden)
+	if _, err := e.a.ApproveRequest(ctx, approver("bob"), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.a.FetchRequest(ctx, other, "alice", r.ID)
+	wantReason(t, "fetch approved by another token", err, access.ReasonForbidden)
+	if _, err := e.a.OwnRequest(ctx, other, "alice", r.ID); err != nil {
+		t.Errorf("show by another token of the contractor: %v", err)
+	}
+	if r, _ = e.a.Request(ctx, r.ID); r.State != store.RequestApproved {
+		t.Errorf("refused fetch changed the request: %+v", r)
+	}
+	if _, err := e.a.FetchRequest(ctx, me, "alice", r.ID); err != nil {
+		t.Errorf("fetch by the requesting token: %v", err)
+	}
+}

@@ -212,11 +212,15 @@ func parseCIDRs(in []string) ([]string, error) {
 }
 
 // checkAdmin refuses an admin token that would hold more than its issuer:
-// scopes the actor lacks or wider sources; its expiry is capped at the
-// issuer's. It also canonicalises the token's scopes.
+// scopes the actor lacks, wider sources, or another person's name (see
+// checkNote); its expiry is capped at the issuer's. It also canonicalises
+// the token's scopes.
 func (a *Authority) checkAdmin(by Actor, t *store.Token) error {
 	if t.MaxUses != 0 {
 		return refuse(ReasonInvalid, "admin tokens take no use limit (--uses applies to contractor tokens)")
+	}
+	if err := checkNote(by, t); err != nil {
+		return err
 	}
 	if !by.ExpiresAt.IsZero() && t.ExpiresAt.After(by.ExpiresAt) {
 		// Like a Vault child token: capped at the issuer's own expiry.
@@ -240,6 +244,28 @@ func (a *Authority) checkAdmin(by Actor, t *store.Token) error {
 	}
 	t.Scopes = set.Strings()
 	return nil
+}
+
+// approversWrite is the scope that manages identities: approver groups,
+// and who an admin token speaks for.
+var approversWrite = scope.MustParse("admin:approvers:write")
+
+// checkNote settles whom admin token t speaks for. An admin token's note
+// is its holder's identity: the approver name a sponsor or group check
+// matches and distinct approvals count. It defaults to the issuer's own
+// name, and may name anyone else only if the issuer holds
+// admin:approvers:write (admin:* covers it); otherwise an admin with
+// admin:tokens:write could mint a token per name and approve as the
+// sponsor, or as N distinct approvers, alone. Refused: forbidden.
+func checkNote(by Actor, t *store.Token) error {
+	if t.Note == "" {
+		t.Note = by.Name
+	}
+	if t.Note == by.Name || by.Scopes.Covers(approversWrite) {
+		return nil
+	}
+	return refuse(ReasonForbidden, "naming another person on an admin token needs %s: note %q is not your own name %q",
+		approversWrite, t.Note, by.Name)
 }
 
 // narrowerSources requires the token's CIDRs to lie within the actor's,

@@ -14,8 +14,9 @@ import (
 // Access requests: admins (admin:requests:read/write) list, show, approve
 // and deny under /v1/requests; the approver groups are under /v1/approvers
 // (admin:approvers:read/write); contractors, with a request-only token
-// (scope latchkey:request), create, list, show and fetch their own under
-// /v1/self/requests.
+// (scope latchkey:request), create, list and show their own under
+// /v1/self/requests, and fetch the token of one they made with that same
+// token (forbidden for any other).
 
 // AccessRequest is a contractor's request for a token. It never carries
 // the token: that is returned once, by fetch.

@@ -2,6 +2,7 @@ package adminapi_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -125,5 +126,66 @@ func TestRequestAPI(t *testing.T) {
 	}
 	if _, err := admin.RemoveApprover(ctx, "sre", "carol"); reasonOf(err) != "not_found" {
 		t.Errorf("remove twice: %v", err)
+	}
+}
+
+// TestApproverIdentity: an admin who may issue admin tokens and approve,
+// but not manage identities, cannot mint a token named after the sponsor;
+// a token it issues without a note speaks for the admin itself.
+func TestApproverIdentity(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := t.Context()
+	carolTok, err := e.client(e.root).IssueToken(ctx, adminapi.NewToken{Admin: true, Scopes: []string{"admin:tokens:write", "admin:tokens:read", "admin:requests:write"}, TTL: "1h", Note: "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := e.client(carolTok.Token)
+	_, err = carol.IssueToken(ctx, adminapi.NewToken{Admin: true, Scopes: []string{"admin:requests:write"}, TTL: "1h", Note: "bob"})
+	var ae *adminapi.APIError
+	if !errors.As(err, &ae) || ae.Status != 403 || ae.Problem.Error != "forbidden" || !strings.Contains(ae.Problem.Message, "admin:approvers:write") {
+		t.Errorf("carol names bob: %v", err)
+	}
+	own, err := carol.IssueToken(ctx, adminapi.NewToken{Admin: true, Scopes: []string{"admin:requests:write"}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk, err := carol.ShowToken(ctx, own.ID); err != nil || tk.Note != "carol" {
+		t.Errorf("token carol issued without a note: %+v, %v", tk, err)
+	}
+}
+
+// TestFetchByRequester: only the request-only token that made a request
+// can fetch its token; another of the contractor's can still show it.
+func TestFetchByRequester(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := t.Context()
+	var toks [2]*adminapi.Client
+	for i := range toks {
+		tok, err := e.client(e.root).IssueToken(ctx, adminapi.NewToken{Contractor: "alice", Scopes: []string{"latchkey:request"}, TTL: "1h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks[i] = e.client(tok.Token)
+	}
+	mine, other := toks[0], toks[1]
+	r, err := mine.CreateRequest(ctx, adminapi.NewRequest{Scopes: []string{"billing:GET:/v1/invoices/*"}, TTL: "2h", Reason: "INC-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client(e.approverToken(t, "bob")).ApproveRequest(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = other.FetchRequest(ctx, r.ID)
+	var ae *adminapi.APIError
+	if !errors.As(err, &ae) || ae.Status != 403 || ae.Problem.Error != "forbidden" {
+		t.Errorf("fetch by another request-only token: %v", err)
+	}
+	if _, err := other.ShowRequest(ctx, r.ID); err != nil {
+		t.Errorf("show by another request-only token: %v", err)
+	}
+	if _, err := mine.FetchRequest(ctx, r.ID); err != nil {
+		t.Errorf("fetch by the requesting token: %v", err)
 	}
 }

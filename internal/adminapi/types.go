@@ -140,7 +140,10 @@ type NewToken struct {
 	TTL        string   `json:"ttl"`
 	CIDRs      []string `json:"cidrs,omitempty"`
 	Uses       int64    `json:"uses,omitempty"`
-	Note       string   `json:"note,omitempty"`
+	// Note is free text; on an admin token it names the holder (the
+	// approver of access requests). Empty there: the caller's own note;
+	// another name needs admin:approvers:write (forbidden otherwise).
+	Note string `json:"note,omitempty"`
 	// Bind binds the token to a key the contractor holds: "dpop" with JKT
 	// (the RFC 7638 thumbprint of the DPoP public key) or "mtls" with X5T
 	// (the client certificate's x5t#S256); both base64url, no padding.

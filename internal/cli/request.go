@@ -200,8 +200,8 @@ func requestFetchCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "fetch ID",
 		Short: "Print the token of your approved request; it is shown only once",
-		Long: `Print the token of your approved access request (run it with your
-request-only token). stdout holds only the token text, so that
+		Long: `Print the token of your approved access request (run it with the
+request-only token that made the request; any other token is refused). stdout holds only the token text, so that
 T=$(latchkey request fetch ID) works. It can be fetched only once.`,
 		Args: cobra.ExactArgs(1),
 	}

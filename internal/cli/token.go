@@ -35,6 +35,10 @@ thumbprint "latchkey key new" prints): the gateway then accepts it only as
 token. --bind mtls --x5t T binds it to a client certificate (T its SHA-256
 thumbprint): it works only over TLS connections presenting that certificate.
 
+With --admin, --note is the holder's identity: the approver name access
+requests check (sponsor, approver groups, distinct approvals). It defaults to
+your own token's note; naming anyone else needs admin:approvers:write.
+
 stdout holds only the token text, so that T=$(latchkey token issue ...)
 works. It is shown this once and stored only as a hash.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -53,7 +57,7 @@ works. It is shown this once and stored only as a hash.`,
 	f.StringVar(&nt.TTL, "ttl", "", "lifetime of the token, e.g. 8h or 30d (required)")
 	f.StringArrayVar(&nt.CIDRs, "cidr", nil, "source network allowed to use the token, e.g. 10.0.0.0/8 (repeatable)")
 	f.Int64Var(&nt.Uses, "uses", 0, "maximum number of uses (default unlimited)")
-	f.StringVar(&nt.Note, "note", "", "free text kept with the token")
+	f.StringVar(&nt.Note, "note", "", "free text kept with the token; with --admin, the holder's name (default: yours; another needs admin:approvers:write)")
 	f.StringVar(&nt.Bind, "bind", "", "bind the token to a key the contractor holds: dpop (with --jkt) or mtls (with --x5t)")
 	f.StringVar(&nt.JKT, "jkt", "", "with --bind dpop: the RFC 7638 thumbprint of the contractor's DPoP public key")
 	f.StringVar(&nt.X5T, "x5t", "", "with --bind mtls: the SHA-256 thumbprint (base64url) of the contractor's client certificate")
