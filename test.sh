@@ -10,6 +10,16 @@ cd "$(dirname "$0")"
 # (golang/go#75804, fixed in go1.27). A count has no deadline to race.
 FUZZTIME=${FUZZTIME:-30000x}
 
+# The web console's browser tests drive Debian's headless Chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (browser tests)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+# Here the browser tests fail rather than skip when Chromium is missing.
+export LATCHKEY_BROWSER_REQUIRED=1
+
 echo "== go vet"
 go vet ./...
 
