@@ -31,6 +31,9 @@ Webhooks way (headers webhook-id, webhook-timestamp, webhook-signature
 "v1,<base64 HMAC-SHA256>"). --format slack sends a Slack incoming-webhook
 message {"text": ...} instead of the JSON event.
 
+URL "-" reads the URL from stdin, keeping it out of shell history and the
+process list: many services' webhook URLs (Slack's) are secrets.
+
 stdout holds only the signing secret (whsec_...), shown this once. The URL
 is stored sealed, like the secret: 'webhook list' shows only its scheme and
 host and a fingerprint (the first 8 hex digits of its SHA-256).`,
@@ -43,6 +46,13 @@ host and a fingerprint (the first 8 hex digits of its SHA-256).`,
 	_ = c.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{notify.FormatStandard, notify.FormatSlack}, cobra.ShellCompDirectiveNoFileComp))
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		nw.URL = args[0]
+		if nw.URL == "-" {
+			b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), notify.MaxURL+1))
+			if err != nil {
+				return &opError{fmt.Errorf("failed to read the URL from stdin: %w", err)}
+			}
+			nw.URL = strings.TrimSpace(string(b))
+		}
 		if _, err := notify.CheckURL(nw.URL); err != nil {
 			return usagef("%v", err)
 		}

@@ -20,8 +20,8 @@ import (
 	"latchkey/internal/store"
 )
 
-// maxURL caps a webhook URL.
-const maxURL = 2048
+// MaxURL caps a webhook URL.
+const MaxURL = 2048
 
 // secretBytes is the size of a generated signing key.
 const secretBytes = 32
@@ -144,8 +144,8 @@ func (n *Notifier) newWebhook(by access.Actor, nw NewWebhook) (store.Webhook, *u
 // fragment, at most 2 KiB; plain http only to a loopback host
 // (localhost, 127.0.0.0/8, ::1), since a delivery names contractors.
 func CheckURL(raw string) (*url.URL, error) {
-	if raw == "" || len(raw) > maxURL {
-		return nil, fmt.Errorf("invalid webhook URL: want 1 to %d bytes", maxURL)
+	if raw == "" || len(raw) > MaxURL {
+		return nil, fmt.Errorf("invalid webhook URL: want 1 to %d bytes", MaxURL)
 	}
 	for i := 0; i < len(raw); i++ {
 		if raw[i] <= ' ' || raw[i] >= 0x7f {
