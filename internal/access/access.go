@@ -184,6 +184,19 @@ func (a *Authority) CacheStats() (hits, misses uint64) {
 	return a.cache.hits.Load(), a.cache.misses.Load()
 }
 
+// RateKey is the key of the gateway's per-token rate limit for token id:
+// the tree's root for a derived token, so that deriving never multiplies
+// a contractor's rate; id itself otherwise (or when id is not cached).
+func (a *Authority) RateKey(id string) string {
+	a.cache.mu.RLock()
+	e := a.cache.m[id]
+	a.cache.mu.RUnlock()
+	if e != nil && e.root != "" {
+		return e.root
+	}
+	return id
+}
+
 // CachedTokens returns the number of token records in the cache.
 func (a *Authority) CachedTokens() int {
 	a.cache.mu.RLock()

@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -39,6 +40,7 @@ type cached struct {
 	loaded   time.Time
 	maxUses  int64
 	jkt, x5t string // proof-of-possession binding (store.Token.CnfJKT, CnfX5T)
+	root     string // a derived token's tree root (the token first issued); "" if not derived
 	admin    bool
 	revoked  bool // the token's RevokedAt is set
 	disabled bool // contractor disabled (contractor tokens)
@@ -158,7 +160,11 @@ func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	e := &cached{id: t.ID, hash: t.Hash, terms: tm, expires: t.ExpiresAt, loaded: now,
+	root, err := derivedRoot(ctx, st, t)
+	if err != nil {
+		return nil, err
+	}
+	e := &cached{id: t.ID, hash: t.Hash, terms: tm, expires: t.ExpiresAt, loaded: now, root: root,
 		maxUses: t.MaxUses, jkt: t.CnfJKT, x5t: t.CnfX5T, admin: t.Admin, revoked: !t.RevokedAt.IsZero()}
 	if !t.Admin {
 		ct, err := st.Contractor(ctx, t.Contractor)
@@ -169,6 +175,25 @@ func (c *cache) load(ctx context.Context, st store.Store, id string, now time.Ti
 	}
 	c.put(e, gen)
 	return e, nil
+}
+
+// derivedRoot returns the root of the tree a derived token belongs to:
+// the token its chain of DerivedFrom links starts at; "" for a token that
+// is not derived. The chain is short (derive.go bounds its depth); a
+// broken link ends it.
+func derivedRoot(ctx context.Context, st store.Store, t store.Token) (string, error) {
+	root := ""
+	for hops := 0; t.DerivedFrom != "" && hops < 2*maxDeriveDepth; hops++ {
+		p, err := st.Token(ctx, t.DerivedFrom)
+		if errors.Is(err, store.ErrNotFound) {
+			return t.DerivedFrom, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		root, t = p.ID, p
+	}
+	return root, nil
 }
 
 // intern returns the terms of t, parsed, shared with earlier tokens of

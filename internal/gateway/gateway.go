@@ -312,7 +312,7 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		msg = "method " + quote(r.Method) + " is not allowed through the gateway"
 	case !ok:
 		msg = "no scope of token " + tok.ID + " allows " + r.Method + " " + quote(rec.Path) + " on service " + quote(rec.Service)
-	case !h.tokens.allow(tok.ID, h.cfg.Now()):
+	case !h.tokens.allow(h.cfg.Authority.RateKey(tok.ID), h.cfg.Now()):
 		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "token "+tok.ID+" is over its rate limit: slow down")
 		return store.Token{}, scope.Scope{}, false
 	case !h.fresh(w, r, src, rec, tok, proof):

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -226,5 +227,32 @@ func TestFailureRateLimitedUnknownSource(t *testing.T) {
 	}
 	if r := e.send(t, "GET", "/billing/v1/x", "Bearer lk_nonsense", bad); r.status != 429 || r.err != "rate_limited" {
 		t.Fatalf("after the budget: %d %s, want 429 rate_limited", r.status, r.body)
+	}
+}
+
+// TestTokenRateSharedByDerived: a derived token spends its tree's bucket,
+// so that deriving never multiplies a contractor's rate.
+func TestTokenRateSharedByDerived(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.TokenRate, c.TokenBurst = slow, 3 })
+	text, tok := e.issue(t, access.IssueRequest{Scopes: []string{"billing:GET:/v1/**"}})
+	child, err := e.a.Derive(context.Background(), access.Actor{TokenID: tok.ID, Name: "alice"},
+		access.DeriveRequest{Scopes: []string{"billing:GET:/v1/**"}, TTL: time.Minute})
+	if err != nil {
+		t.Fatalf("Derive: %v", err)
+	}
+	grand, err := e.a.Derive(context.Background(), access.Actor{TokenID: child.Token.ID, Name: "alice"},
+		access.DeriveRequest{Scopes: []string{"billing:GET:/v1/x"}, TTL: time.Minute})
+	if err != nil {
+		t.Fatalf("Derive from the child: %v", err)
+	}
+	for i, auth := range []string{text, child.Text, grand.Text} {
+		if r := e.send(t, "GET", "/billing/v1/x", "Bearer "+auth); r.status != 200 {
+			t.Fatalf("request %d: %d %s, want 200 within the tree's burst", i, r.status, r.body)
+		}
+	}
+	for _, auth := range []string{grand.Text, child.Text, text} {
+		if r := e.send(t, "GET", "/billing/v1/x", "Bearer "+auth); r.status != 429 || r.err != "rate_limited" {
+			t.Fatalf("over the tree's burst: %d %q, want 429 rate_limited", r.status, r.err)
+		}
 	}
 }
