@@ -198,6 +198,25 @@ func TestReadOnlyAdmin(t *testing.T) {
 	if len(ts) != 1 || ts[0].RevokedAt != nil {
 		t.Errorf("alice's tokens after refused posts: %+v", ts)
 	}
+
+	// Page reads and refusals are in the audit log, as the read-only
+	// admin's own requests.
+	page, err := cl.AuditSearch(ctx, adminapi.AuditQuery{Action: "admin.request", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range page.Records {
+		if r.Actor == ro.ID {
+			seen[r.Method+" "+r.Path+" "+r.Decision+" "+r.Reason] = true
+		}
+	}
+	for _, want := range []string{"POST /ui/login allow ", "GET /ui/contractors allow ", "GET /ui/audit allow ",
+		"POST /ui/contractors deny forbidden", "POST /ui/tokens/" + iss.ID + "/revoke deny forbidden"} {
+		if !seen[want] {
+			t.Errorf("no audit record %q of the read-only admin; have %v", want, seen)
+		}
+	}
 }
 
 func TestNoPageShowsASecret(t *testing.T) {
