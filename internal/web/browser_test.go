@@ -243,5 +243,16 @@ func TestBrowserFlow(t *testing.T) {
 	if code, body := call(t, l, tok, "/echo/hello/world"); code != http.StatusUnauthorized || !strings.Contains(body, "token_revoked") {
 		t.Fatalf("gateway after offboarding: %d %s, want 401 token_revoked", code, body)
 	}
+	do("overview after",
+		chromedp.Navigate(l.admin+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("chart")),
+		shot("overview-after"),
+	)
+	if got := text("#chart-desc"); !strings.Contains(got, "1 allowed and 1 denied") {
+		t.Errorf("chart description = %q, want 1 allowed and 1 denied", got)
+	}
+	if got := text("#denials"); got != "1" {
+		t.Errorf("denials in the last 24h = %q, want 1", got)
+	}
 	t.Logf("browser flow took %s; screenshots in %s", time.Since(start).Round(time.Millisecond), outDir)
 }

@@ -14,6 +14,7 @@ type overviewView struct {
 	Live, Expiring, Unused int
 	Denials                int
 	DenialsCapped          bool // Denials is audit.MaxSearch: at least that many
+	Chart                  *chart
 }
 
 // expiringWithin is the overview's "expiring soon" window.
@@ -47,6 +48,11 @@ func (h *Handler) overview(ctx context.Context, w http.ResponseWriter, u user) e
 			return err
 		}
 		v.Denials, v.DenialsCapped = len(es), len(es) == audit.MaxSearch
+		c, err := h.requestChart(ctx, now)
+		if err != nil {
+			return err
+		}
+		v.Chart = &c
 	}
 	h.render(w, &u, http.StatusOK, "overview", "Overview", v)
 	return nil
