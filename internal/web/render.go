@@ -11,7 +11,7 @@ import (
 // pageNames are the templates in templates/, each defining "content" and
 // rendered inside layout.html.
 var pageNames = []string{"login", "overview", "contractors", "contractor", "offboard",
-	"tokens", "issued", "audit", "problem"}
+	"tokens", "issued", "audit", "requests", "problem"}
 
 var funcs = template.FuncMap{
 	"when": func(t time.Time) string {
@@ -21,6 +21,8 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04 UTC")
 	},
 	"join": strings.Join,
+	"ttl":  ttl,
+	"list": func(v ...string) []string { return v },
 }
 
 func (h *Handler) parse() error {

@@ -150,7 +150,7 @@ func TestReadOnlyAdmin(t *testing.T) {
 				t.Errorf("GET %s renders a form posting to %s", path, m[1])
 			}
 		}
-		for _, word := range []string{"Onboard", "Revoke", "Offboard", "Issue a token", "Grant scopes"} {
+		for _, word := range []string{"Onboard", "Revoke", "Offboard", "Issue a token", "Grant scopes", "Rotate", "Requests"} {
 			if strings.Contains(body, word) {
 				t.Errorf("GET %s shows %q to a read-only admin", path, word)
 			}
@@ -168,6 +168,10 @@ func TestReadOnlyAdmin(t *testing.T) {
 		{"POST", "/ui/contractors/alice/grants", url.Values{"scopes": {"echo:GET:/**"}}},
 		{"POST", "/ui/tokens", url.Values{"contractor": {"alice"}, "scopes": {"echo:GET:/hello/**"}, "ttl": {"1h"}}},
 		{"POST", "/ui/tokens/" + iss.ID + "/revoke", url.Values{}},
+		{"POST", "/ui/tokens/" + iss.ID + "/rotate", url.Values{}},
+		{"GET", "/ui/requests", nil},
+		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/approve", url.Values{}},
+		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/deny", url.Values{"reason": {"no"}}},
 	} {
 		resp, body := send(t, c, tc.method, l.admin+tc.path, tc.form, nil)
 		if resp.StatusCode != http.StatusForbidden {

@@ -109,3 +109,22 @@ func (h *Handler) revoke(ctx context.Context, w http.ResponseWriter, u user) err
 	http.Redirect(w, u.r, back, http.StatusSeeOther)
 	return nil
 }
+
+// rotate issues a successor of a token and shows its text once, as issue
+// does; the old token ends after the grace (at once without one).
+func (h *Handler) rotate(ctx context.Context, w http.ResponseWriter, u user) error {
+	var grace time.Duration
+	if raw := strings.TrimSpace(u.r.PostForm.Get("grace")); raw != "" {
+		d, err := timespec.ParseDuration(raw)
+		if err != nil {
+			return &access.Error{Reason: access.ReasonInvalid, Msg: fmt.Sprintf("invalid grace: %v", err)}
+		}
+		grace = d
+	}
+	iss, err := h.cfg.Authority.Rotate(ctx, u.actor(), u.r.PathValue("id"), grace)
+	if err != nil {
+		return err
+	}
+	h.render(w, &u, http.StatusCreated, "issued", "Token rotated", iss)
+	return nil
+}

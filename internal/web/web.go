@@ -90,7 +90,11 @@ func New(cfg Config) (*Handler, error) {
 	mux.Handle("GET /ui/tokens", h.read("tokens", h.tokens))
 	mux.Handle("POST /ui/tokens", h.write("tokens", h.issue))
 	mux.Handle("POST /ui/tokens/{id}/revoke", h.write("tokens", h.revoke))
+	mux.Handle("POST /ui/tokens/{id}/rotate", h.write("tokens", h.rotate))
 	mux.Handle("GET /ui/audit", h.read("audit", h.auditPage))
+	mux.Handle("GET /ui/requests", h.read("requests", h.requests))
+	mux.Handle("POST /ui/requests/{id}/approve", h.write("requests", h.approve))
+	mux.Handle("POST /ui/requests/{id}/deny", h.write("requests", h.deny))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		h.problem(w, r, nil, http.StatusNotFound, "No such page.")
 	})
