@@ -59,7 +59,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, nil, err)
 		return
 	}
-	http.SetCookie(w, sessionCookie(r, h.sessions.add(s), int(s.expiry().Sub(now).Seconds())))
+	// The cookie lives until the session's absolute end; the idle
+	// timeout is enforced here, on the server.
+	end := min(s.created.Add(MaxAge).Sub(now), s.tokExpiry.Sub(now))
+	http.SetCookie(w, sessionCookie(r, h.sessions.add(s), int(end.Seconds())))
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 

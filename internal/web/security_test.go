@@ -170,6 +170,7 @@ func TestReadOnlyAdmin(t *testing.T) {
 		{"POST", "/ui/tokens/" + iss.ID + "/revoke", url.Values{}},
 		{"POST", "/ui/tokens/" + iss.ID + "/rotate", url.Values{}},
 		{"GET", "/ui/requests", nil},
+		{"GET", "/ui/reports", nil},
 		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/approve", url.Values{}},
 		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/deny", url.Values{"reason": {"no"}}},
 	} {
@@ -245,7 +246,7 @@ func TestNoPageShowsASecret(t *testing.T) {
 	}
 	secrets := map[string]string{"issued token": issued, "fixture token": before.Token, "admin token": l.token}
 	for _, path := range []string{"/ui/", "/ui/login", "/ui/contractors", "/ui/contractors/alice", "/ui/contractors/alice/offboard",
-		"/ui/tokens", "/ui/tokens?contractor=alice", "/ui/tokens?state=live", "/ui/audit", "/ui/audit?contractor=alice", "/ui/nope"} {
+		"/ui/tokens", "/ui/tokens?contractor=alice", "/ui/tokens?state=live", "/ui/audit", "/ui/audit?contractor=alice", "/ui/reports", "/ui/requests", "/ui/nope"} {
 		_, body := send(t, c, "GET", l.admin+path, nil, nil)
 		for what, s := range secrets {
 			// The id part is public; the tail is secret.

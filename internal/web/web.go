@@ -92,6 +92,7 @@ func New(cfg Config) (*Handler, error) {
 	mux.Handle("POST /ui/tokens/{id}/revoke", h.write("tokens", h.revoke))
 	mux.Handle("POST /ui/tokens/{id}/rotate", h.write("tokens", h.rotate))
 	mux.Handle("GET /ui/audit", h.read("audit", h.auditPage))
+	mux.Handle("GET /ui/reports", h.read("reports", h.reports))
 	mux.Handle("GET /ui/requests", h.read("requests", h.requests))
 	mux.Handle("POST /ui/requests/{id}/approve", h.write("requests", h.approve))
 	mux.Handle("POST /ui/requests/{id}/deny", h.write("requests", h.deny))
