@@ -443,7 +443,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 		rec.Close(context.Background())
 		return err
 	}
-	console, err := web.New(web.Config{Authority: in.a, Audit: in.storage, Log: cfg.Log})
+	console, err := web.New(web.Config{Authority: in.a, Audit: in.storage, AuditLog: in.audit, Checkpoints: cps.sign, Log: cfg.Log})
 	if err != nil {
 		rec.Close(context.Background())
 		return err

@@ -226,6 +226,14 @@ func TestBrowserFlow(t *testing.T) {
 	if rec := text("#records tbody"); !strings.Contains(rec, "/hello/world") || !strings.Contains(rec, "allow") {
 		t.Fatalf("audit page does not show the gateway request:\n%s", rec)
 	}
+	do("proof",
+		chromedp.Click(chromedp.CSS("#records tbody a")),
+		chromedp.WaitVisible(chromedp.ID("checked")),
+		shot("proof"),
+	)
+	if got := text("#checked"); !strings.HasPrefix(got, "The proof checks") {
+		t.Errorf("proof page says %q", got)
+	}
 
 	do("offboard",
 		chromedp.Navigate(l.admin+"/ui/contractors/alice"),

@@ -246,7 +246,7 @@ func TestNoPageShowsASecret(t *testing.T) {
 	}
 	secrets := map[string]string{"issued token": issued, "fixture token": before.Token, "admin token": l.token}
 	for _, path := range []string{"/ui/", "/ui/login", "/ui/contractors", "/ui/contractors/alice", "/ui/contractors/alice/offboard",
-		"/ui/tokens", "/ui/tokens?contractor=alice", "/ui/tokens?state=live", "/ui/audit", "/ui/audit?contractor=alice", "/ui/reports", "/ui/requests", "/ui/nope"} {
+		"/ui/tokens", "/ui/tokens?contractor=alice", "/ui/tokens?state=live", "/ui/audit", "/ui/audit?contractor=alice", "/ui/reports", "/ui/requests", "/ui/audit/0/proof", "/ui/audit/5/proof", "/ui/nope"} {
 		_, body := send(t, c, "GET", l.admin+path, nil, nil)
 		for what, s := range secrets {
 			// The id part is public; the tail is secret.

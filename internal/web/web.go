@@ -42,6 +42,11 @@ type Config struct {
 	// Audit searches the audit log for the audit and overview pages
 	// (those parts are absent if nil).
 	Audit audit.Searcher
+	// AuditLog is the audit log, and Checkpoints signs a checkpoint of it
+	// now (force: even if it did not grow), for inclusion proofs on
+	// demand (absent if either is nil).
+	AuditLog    *audit.Log
+	Checkpoints func(ctx context.Context, force bool) ([]byte, error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Log is the application log. Default slog.Default().
@@ -92,6 +97,7 @@ func New(cfg Config) (*Handler, error) {
 	mux.Handle("POST /ui/tokens/{id}/revoke", h.write("tokens", h.revoke))
 	mux.Handle("POST /ui/tokens/{id}/rotate", h.write("tokens", h.rotate))
 	mux.Handle("GET /ui/audit", h.read("audit", h.auditPage))
+	mux.Handle("GET /ui/audit/{index}/proof", h.read("audit", h.proof))
 	mux.Handle("GET /ui/reports", h.read("reports", h.reports))
 	mux.Handle("GET /ui/requests", h.read("requests", h.requests))
 	mux.Handle("POST /ui/requests/{id}/approve", h.write("requests", h.approve))
