@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,5 +84,39 @@ func TestAccessRequests(t *testing.T) {
 	}
 	if got[ids[0]] != "approved" || got[ids[1]] != "denied" {
 		t.Errorf("request states after approve and deny: %v", got)
+	}
+}
+
+func TestAuditPages(t *testing.T) {
+	l := serve(t)
+	c := browser(t)
+	signIn(t, c, l, l.token)
+	for range 60 {
+		send(t, c, "GET", l.admin+"/ui/", nil, nil)
+	}
+	index := regexp.MustCompile(`<tr><td>(\d+) <a href="/ui/audit/`)
+	next := regexp.MustCompile(`rel="next" href="([^"]+)"`)
+	resp, body := send(t, c, "GET", l.admin+"/ui/audit?action=admin.request", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("audit: %d", resp.StatusCode)
+	}
+	first := index.FindAllStringSubmatch(body, -1)
+	m := next.FindStringSubmatch(body)
+	if len(first) != 50 || m == nil {
+		t.Fatalf("first page: %d records, next link %v; want 50 and a link", len(first), m)
+	}
+	if n := func(s string) int { i, _ := strconv.Atoi(s); return i }; n(first[0][1]) <= n(first[49][1]) {
+		t.Errorf("first page not newest first: %s ... %s", first[0][1], first[49][1])
+	}
+	_, body = send(t, c, "GET", l.admin+strings.ReplaceAll(m[1], "&amp;", "&"), nil, nil)
+	second := index.FindAllStringSubmatch(body, -1)
+	if len(second) == 0 || second[0][1] == first[49][1] {
+		t.Fatalf("second page: %d records", len(second))
+	}
+	if _, body = send(t, c, "GET", l.admin+"/ui/audit?decision=deny", nil, nil); strings.Contains(body, "<td>allow</td>") {
+		t.Errorf("decision=deny shows allowed records")
+	}
+	if resp, _ := send(t, c, "GET", l.admin+"/ui/audit?decision=maybe", nil, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("decision=maybe: %d, want 400", resp.StatusCode)
 	}
 }

@@ -67,8 +67,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(CookieName); err == nil {
-		h.sessions.remove(c.Value)
+	if u, ok := h.signedIn(r); ok {
+		req := access.Request{Method: r.Method, Path: r.URL.Path, Status: http.StatusSeeOther}
+		if err := h.cfg.Authority.RecordRequest(r.Context(), u.actor(), req); err != nil {
+			h.cfg.Log.Warn("web: sign-out not audited", "token", u.s.tokenID, "err", err)
+		}
+		h.sessions.remove(u.id)
 	}
 	http.SetCookie(w, sessionCookie(r, "", -1))
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
