@@ -89,7 +89,7 @@ func New(cfg Config) (*Handler, error) {
 	mux.Handle("GET /ui/contractors", h.read("contractors", h.contractors))
 	mux.Handle("POST /ui/contractors", h.write("contractors", h.onboard))
 	mux.Handle("GET /ui/contractors/{name}", h.read("contractors", h.contractor))
-	mux.Handle("GET /ui/contractors/{name}/offboard", h.read("contractors", h.confirmOffboard))
+	mux.Handle("GET /ui/contractors/{name}/offboard", h.view("contractors", "write", h.confirmOffboard))
 	mux.Handle("POST /ui/contractors/{name}/offboard", h.write("contractors", h.offboard))
 	mux.Handle("POST /ui/contractors/{name}/grants", h.write("grants", h.grant))
 	mux.Handle("GET /ui/tokens", h.read("tokens", h.tokens))
@@ -180,7 +180,14 @@ type pageFunc func(ctx context.Context, w http.ResponseWriter, u user) error
 // read serves a page needing admin:RESOURCE:read ("" for any signed-in
 // admin), and records the read in the audit log first.
 func (h *Handler) read(resource string, fn pageFunc) http.Handler {
-	return h.guard(resource, "read", func(ctx context.Context, w http.ResponseWriter, u user) error {
+	return h.view(resource, "read", fn)
+}
+
+// view serves a page that changes nothing but needs admin:RESOURCE:ACTION
+// (a confirmation step needs the scope of its action), and records the
+// read in the audit log first.
+func (h *Handler) view(resource, action string, fn pageFunc) http.Handler {
+	return h.guard(resource, action, func(ctx context.Context, w http.ResponseWriter, u user) error {
 		req := access.Request{Method: u.r.Method, Path: u.r.URL.Path, Status: http.StatusOK}
 		if err := h.cfg.Authority.RecordRequest(ctx, u.actor(), req); err != nil {
 			return err
