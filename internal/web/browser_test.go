@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"latchkey/internal/adminapi"
 	"latchkey/internal/server"
@@ -172,8 +173,8 @@ func TestBrowserFlow(t *testing.T) {
 		chromedp.Navigate(l.admin+"/ui/login"),
 		chromedp.WaitVisible(chromedp.ID("token")),
 		shot("login"),
-		chromedp.SendKeys(chromedp.ID("token"), l.token),
-		chromedp.Submit(chromedp.ID("token")),
+		// By keyboard: type the token and press Enter.
+		chromedp.SendKeys(chromedp.ID("token"), l.token+kb.Enter),
 		chromedp.WaitVisible(chromedp.ID("live")),
 		shot("overview"),
 	)

@@ -304,3 +304,35 @@ func TestSignInRefusals(t *testing.T) {
 		t.Fatalf("overview after sign-out: %d, want 303", resp.StatusCode)
 	}
 }
+
+// TestLabels checks that every form control of every page has a label, and
+// that every action is a <button>.
+func TestLabels(t *testing.T) {
+	l := serve(t)
+	fixture(t, l)
+	c := browser(t)
+	signIn(t, c, l, l.token)
+	control := regexp.MustCompile(`<(input|select|textarea)\b[^>]*>`)
+	id := regexp.MustCompile(`\bid="([^"]+)"`)
+	pages := []string{"/ui/", "/ui/contractors", "/ui/contractors/alice", "/ui/contractors/alice/offboard", "/ui/tokens",
+		"/ui/requests", "/ui/reports", "/ui/audit", "/ui/audit/0/proof"}
+	for _, path := range pages {
+		_, body := send(t, c, "GET", l.admin+path, nil, nil)
+		for _, m := range control.FindAllString(body, -1) {
+			if strings.Contains(m, `type="hidden"`) {
+				continue
+			}
+			ids := id.FindStringSubmatch(m)
+			if ids == nil || !strings.Contains(body, `<label for="`+ids[1]+`"`) {
+				t.Errorf("GET %s: %s has no label", path, m)
+			}
+		}
+		if strings.Contains(body, `type="submit"`) && strings.Contains(body, `<input type="submit"`) {
+			t.Errorf("GET %s: a submit input, not a <button>", path)
+		}
+	}
+	_, body := send(t, browser(t), "GET", l.admin+"/ui/login", nil, nil)
+	if !strings.Contains(body, `<label for="token"`) {
+		t.Error("the sign-in page's token field has no label")
+	}
+}
