@@ -1,6 +1,8 @@
 package web
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -35,5 +37,16 @@ func TestSessionLifetime(t *testing.T) {
 				t.Fatalf("an ended session came back")
 			}
 		})
+	}
+}
+
+func TestSessionCookie(t *testing.T) {
+	r := httptest.NewRequest("POST", "http://127.0.0.1/ui/login", nil)
+	if c := sessionCookie(r, "v", 60); c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/ui/" {
+		t.Errorf("plain HTTP cookie: %+v", c)
+	}
+	r = httptest.NewRequest("POST", "https://127.0.0.1/ui/login", nil)
+	if c := sessionCookie(r, "v", 60); !c.Secure {
+		t.Errorf("TLS cookie not Secure: %+v", c)
 	}
 }
