@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -118,5 +119,28 @@ func TestAuditPages(t *testing.T) {
 	}
 	if resp, _ := send(t, c, "GET", l.admin+"/ui/audit?decision=maybe", nil, nil); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("decision=maybe: %d, want 400", resp.StatusCode)
+	}
+}
+
+func TestRevokeGrant(t *testing.T) {
+	l := serve(t)
+	cl, _ := fixture(t, l)
+	gs, err := cl.Grants(t.Context(), "alice", true)
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("grants: %v %v", gs, err)
+	}
+	c := browser(t)
+	signIn(t, c, l, l.token)
+	_, body := send(t, c, "GET", l.admin+"/ui/contractors/alice", nil, nil)
+	action := fmt.Sprintf(`action="/ui/grants/%d/revoke"`, gs[0].ID)
+	if !strings.Contains(body, action) {
+		t.Fatalf("contractor page has no %s", action)
+	}
+	resp, body := send(t, c, "POST", l.admin+fmt.Sprintf("/ui/grants/%d/revoke", gs[0].ID), url.Values{"contractor": {"alice"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/contractors/alice" {
+		t.Fatalf("revoke grant: %d %s", resp.StatusCode, body)
+	}
+	if gs, err = cl.Grants(t.Context(), "alice", true); err != nil || len(gs) != 0 {
+		t.Fatalf("live grants after revoking: %v %v", gs, err)
 	}
 }

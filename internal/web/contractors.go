@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -118,5 +119,21 @@ func (h *Handler) grant(ctx context.Context, w http.ResponseWriter, u user) erro
 		return err
 	}
 	http.Redirect(w, u.r, contractorURL(name), http.StatusSeeOther)
+	return nil
+}
+
+func (h *Handler) revokeGrant(ctx context.Context, w http.ResponseWriter, u user) error {
+	id, err := strconv.ParseInt(u.r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return &access.Error{Reason: access.ReasonNotFound, Msg: fmt.Sprintf("no grant %q", u.r.PathValue("id"))}
+	}
+	if err := h.cfg.Authority.RevokeGrant(ctx, u.actor(), id); err != nil {
+		return err
+	}
+	back := "/ui/contractors"
+	if c := u.r.PostForm.Get("contractor"); c != "" {
+		back = contractorURL(c)
+	}
+	http.Redirect(w, u.r, back, http.StatusSeeOther)
 	return nil
 }

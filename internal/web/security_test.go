@@ -171,6 +171,7 @@ func TestReadOnlyAdmin(t *testing.T) {
 		{"POST", "/ui/tokens/" + iss.ID + "/rotate", url.Values{}},
 		{"GET", "/ui/requests", nil},
 		{"GET", "/ui/reports", nil},
+		{"POST", "/ui/grants/1/revoke", url.Values{}},
 		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/approve", url.Values{}},
 		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/deny", url.Values{"reason": {"no"}}},
 	} {

@@ -92,6 +92,7 @@ func New(cfg Config) (*Handler, error) {
 	mux.Handle("GET /ui/contractors/{name}/offboard", h.view("contractors", "write", h.confirmOffboard))
 	mux.Handle("POST /ui/contractors/{name}/offboard", h.write("contractors", h.offboard))
 	mux.Handle("POST /ui/contractors/{name}/grants", h.write("grants", h.grant))
+	mux.Handle("POST /ui/grants/{id}/revoke", h.write("grants", h.revokeGrant))
 	mux.Handle("GET /ui/tokens", h.read("tokens", h.tokens))
 	mux.Handle("POST /ui/tokens", h.write("tokens", h.issue))
 	mux.Handle("POST /ui/tokens/{id}/revoke", h.write("tokens", h.revoke))
