@@ -21,6 +21,7 @@ func TestDeps(t *testing.T) {
 	forbidden := []string{
 		"testing", "github.com/google/go-cmp", "github.com/rogpeppe/go-internal",
 		"net/http/pprof", "expvar", "github.com/sirupsen/logrus", "github.com/pkg/errors",
+		"github.com/chromedp", // browser tests only
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		for _, f := range forbidden {

@@ -46,6 +46,7 @@ import (
 	"latchkey/internal/seal"
 	"latchkey/internal/store/sqlite"
 	"latchkey/internal/usage"
+	"latchkey/internal/web"
 )
 
 // File names inside the data directory.
@@ -442,8 +443,16 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 		rec.Close(context.Background())
 		return err
 	}
+	console, err := web.New(web.Config{Authority: in.a, Audit: in.storage, AuditLog: in.audit, Checkpoints: cps.sign, Log: cfg.Log})
+	if err != nil {
+		rec.Close(context.Background())
+		return err
+	}
+	admin := http.NewServeMux()
+	admin.Handle("/ui/", console)
+	admin.Handle("/", api)
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           admin,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
