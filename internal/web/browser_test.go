@@ -126,6 +126,9 @@ func call(t *testing.T, l live, tok, path string) (int, string) {
 // a confirmation, and see the next gateway request refused.
 func TestBrowserFlow(t *testing.T) {
 	exe := chromium()
+	if exe == "" && os.Getenv("LATCHKEY_BROWSER_REQUIRED") != "" {
+		t.Fatal("no Chromium binary found (looked for LATCHKEY_CHROMIUM, chromium, chromium-browser, google-chrome, headless-shell), and LATCHKEY_BROWSER_REQUIRED is set (test.sh installs chromium)")
+	}
 	if exe == "" {
 		t.Skip("no Chromium binary found (looked for LATCHKEY_CHROMIUM, chromium, chromium-browser, google-chrome, headless-shell): browser test skipped")
 	}
