@@ -28,7 +28,7 @@ func NormalizeURI(s string) (string, error) {
 	if scheme != "http" && scheme != "https" {
 		return "", errors.New("not an http or https URI")
 	}
-	if u.Host == "" || u.User != nil || u.Opaque != "" {
+	if u.Host == "" || u.Hostname() == "" || u.User != nil || u.Opaque != "" {
 		return "", errors.New("not an absolute URI with a host")
 	}
 	host := strings.ToLower(u.Host)
