@@ -11,7 +11,7 @@ import (
 // pageNames are the templates in templates/, each defining "content" and
 // rendered inside layout.html.
 var pageNames = []string{"login", "overview", "contractors", "contractor", "offboard",
-	"tokens", "issued", "audit", "requests", "reports", "proof", "problem"}
+	"tokens", "issued", "audit", "requests", "reports", "revoked", "proof", "problem"}
 
 var funcs = template.FuncMap{
 	"when": func(t time.Time) string {

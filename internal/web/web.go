@@ -100,6 +100,7 @@ func New(cfg Config) (*Handler, error) {
 	mux.Handle("GET /ui/audit", h.read("audit", h.auditPage))
 	mux.Handle("GET /ui/audit/{index}/proof", h.read("audit", h.proof))
 	mux.Handle("GET /ui/reports", h.read("reports", h.reports))
+	mux.Handle("POST /ui/reports/revoke", h.write("tokens", h.revokeSelected))
 	mux.Handle("GET /ui/requests", h.read("requests", h.requests))
 	mux.Handle("POST /ui/requests/{id}/approve", h.write("requests", h.approve))
 	mux.Handle("POST /ui/requests/{id}/deny", h.write("requests", h.deny))
