@@ -103,7 +103,7 @@ func TestCrossOriginPostRefused(t *testing.T) {
 		{"Origin mismatch", map[string]string{"Origin": "http://evil.example"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, path := range []string{"/ui/contractors", "/ui/contractors/alice/offboard", "/ui/reports/revoke", "/ui/login", "/ui/logout"} {
+			for _, path := range []string{"/ui/contractors", "/ui/contractors/alice/offboard", "/ui/reports/revoke", "/ui/audit/verify", "/ui/login", "/ui/logout"} {
 				resp, _ := send(t, c, "POST", l.admin+path, onboard, tc.hdr)
 				if resp.StatusCode != http.StatusForbidden {
 					t.Errorf("POST %s: %d, want 403", path, resp.StatusCode)
@@ -141,7 +141,8 @@ func TestReadOnlyAdmin(t *testing.T) {
 	c := browser(t)
 	signIn(t, c, l, ro.Token)
 
-	// No write control is rendered: the only form that posts is sign-out.
+	// No write control is rendered: the only forms that post are sign-out
+	// and "Verify now" (a read: it needs admin:audit:read).
 	posts := regexp.MustCompile(`(?i)<form[^>]*method="post"[^>]*action="([^"]*)"`)
 	for _, path := range []string{"/ui/", "/ui/contractors", "/ui/contractors/alice", "/ui/tokens", "/ui/audit", "/ui/reports", "/ui/reports?idle=1s"} {
 		resp, body := send(t, c, "GET", l.admin+path, nil, nil)
@@ -149,7 +150,7 @@ func TestReadOnlyAdmin(t *testing.T) {
 			t.Fatalf("GET %s: %d", path, resp.StatusCode)
 		}
 		for _, m := range posts.FindAllStringSubmatch(body, -1) {
-			if m[1] != "/ui/logout" {
+			if m[1] != "/ui/logout" && m[1] != "/ui/audit/verify" {
 				t.Errorf("GET %s renders a form posting to %s", path, m[1])
 			}
 		}
