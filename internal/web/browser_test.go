@@ -239,6 +239,16 @@ func TestBrowserFlow(t *testing.T) {
 	if got := text("#checked"); !strings.HasPrefix(got, "The proof checks") {
 		t.Errorf("proof page says %q", got)
 	}
+	do("verify",
+		chromedp.Navigate(l.admin+"/ui/audit"),
+		chromedp.WaitVisible(chromedp.ID("checkpoint")),
+		chromedp.Click(chromedp.ID("verify-now")),
+		chromedp.WaitVisible(chromedp.ID("verified")),
+		shot("verified"),
+	)
+	if got := text("#verified"); !strings.HasPrefix(got, "Verified OK") {
+		t.Errorf("after Verify now the audit page says %q", got)
+	}
 
 	do("offboard",
 		chromedp.Navigate(l.admin+"/ui/contractors/alice"),

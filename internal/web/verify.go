@@ -18,6 +18,10 @@ import (
 // verifyTimeout bounds one verification of the audit log.
 const verifyTimeout = 60 * time.Second
 
+// verifyWait is how long "Verify now" waits for the verification before
+// showing the audit page, so that a small log's result shows at once.
+const verifyWait = 5 * time.Second
+
 // verifyResult is the outcome of one verification of the audit log.
 type verifyResult struct {
 	Started, Ended time.Time
@@ -70,9 +74,10 @@ func (v *verifications) state() (time.Time, *verifyResult) {
 }
 
 // verify starts a verification of the audit log in the background (the
-// admin listener's write timeout is shorter than a big log's
-// verification) and sends the admin back to the audit page, which shows
-// it running and then its result. It is refused while one runs.
+// admin listener's write timeout is no longer than a big log's
+// verification), waits up to verifyWait for it, and sends the admin back
+// to the audit page, which shows it running or its result. It is refused
+// while one runs.
 func (h *Handler) verify(ctx context.Context, w http.ResponseWriter, u user) error {
 	if h.cfg.AuditLog == nil {
 		return &access.Error{Reason: access.ReasonNotFound, Msg: "this server does not verify its audit log"}
@@ -92,11 +97,20 @@ func (h *Handler) verify(ctx context.Context, w http.ResponseWriter, u user) err
 		return &access.Error{Reason: access.ReasonConflict,
 			Msg: "A verification of the audit log is already running, since " + when(since) + "."}
 	}
+	done := make(chan struct{})
 	h.bg.Add(1)
 	go func() {
 		defer h.bg.Done()
+		defer close(done)
 		h.verifies.finish(h.runVerify(since, u.s.tokenID))
 	}()
+	t := time.NewTimer(verifyWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 	http.Redirect(w, u.r, "/ui/audit#verification", http.StatusSeeOther)
 	return nil
 }
