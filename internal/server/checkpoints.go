@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,7 +49,9 @@ type checkpointer struct {
 	signer *audit.Signer
 	dirs   []string // destinations, each gets every checkpoint
 	app    *slog.Logger
-	last   int64 // size of the last checkpoint written, -1 before any
+	last   int64     // size of the last checkpoint written, -1 before any
+	lastCP []byte    // the last checkpoint written by this process, nil before any
+	lastAt time.Time // when it was signed
 }
 
 // sign writes a checkpoint of the log as it is now, if it grew since the
@@ -77,8 +80,37 @@ func (c *checkpointer) sign(ctx context.Context, force bool) ([]byte, error) {
 			return nil, err
 		}
 	}
-	c.last = parsed.Size
+	c.last, c.lastCP, c.lastAt = parsed.Size, cp, time.Now()
 	return cp, nil
+}
+
+// latest returns the latest signed checkpoint and when it was signed: the
+// last one this process wrote or, before any, the largest in the data
+// directory's checkpoints (its time the file's). It returns nil if there
+// is none.
+func (c *checkpointer) latest(ctx context.Context) ([]byte, time.Time, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastCP != nil {
+		return c.lastCP, c.lastAt, nil
+	}
+	ents, err := os.ReadDir(c.dirs[0])
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	for i := len(ents) - 1; i >= 0; i-- {
+		e := ents[i]
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		b, err := os.ReadFile(filepath.Join(c.dirs[0], e.Name()))
+		return b, info.ModTime(), err
+	}
+	return nil, time.Time{}, nil
 }
 
 // loop signs a checkpoint every interval while the log grows, and a last

@@ -80,3 +80,31 @@ func TestCheckpointsWritten(t *testing.T) {
 		t.Fatalf("audit.key: %v, %v", fi, err)
 	}
 }
+
+// TestLatestCheckpoint: before this process signs one, the latest
+// checkpoint is the largest in DATA/checkpoints, dated by its file,
+// skipping checkpoints being written; none if there is no other.
+func TestLatestCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	c := &checkpointer{dirs: []string{dir}, last: -1}
+	if err := os.WriteFile(filepath.Join(dir, ".tmp-123"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, at, err := c.latest(t.Context()); b != nil || !at.IsZero() || err != nil {
+		t.Fatalf("latest of a directory with only a checkpoint being written: %q, %v, %v", b, at, err)
+	}
+	when := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for name, text := range map[string]string{"000000000003": "three", "000000000010": "ten"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, at, err := c.latest(t.Context())
+	if string(b) != "ten" || !at.Equal(when) || err != nil {
+		t.Fatalf("latest: %q, %v, %v; want ten, %v", b, at, err, when)
+	}
+}

@@ -443,11 +443,13 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 		rec.Close(context.Background())
 		return err
 	}
-	console, err := web.New(web.Config{Authority: in.a, Audit: in.storage, AuditLog: in.audit, Checkpoints: cps.sign, Log: cfg.Log})
+	console, err := web.New(web.Config{Authority: in.a, Audit: in.storage, AuditLog: in.audit, Checkpoints: cps.sign,
+		LatestCheckpoint: cps.latest, Log: cfg.Log})
 	if err != nil {
 		rec.Close(context.Background())
 		return err
 	}
+	defer console.Close()
 	admin := http.NewServeMux()
 	admin.Handle("/ui/", console)
 	admin.Handle("/", api)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"latchkey/internal/access"
 	"latchkey/internal/audit"
@@ -19,6 +20,11 @@ type auditView struct {
 	Filter  audit.Filter
 	Entries []audit.Entry
 	Next    int64
+
+	Checkpoint *checkpointView // the latest signed, nil if none
+	CanVerify  bool            // this server can verify its log
+	Verifying  time.Time       // when the running verification started, zero if none
+	Verified   *verifyResult   // the last verification in this process, nil if none
 }
 
 func (h *Handler) auditPage(ctx context.Context, w http.ResponseWriter, u user) error {
@@ -44,7 +50,11 @@ func (h *Handler) auditPage(ctx context.Context, w http.ResponseWriter, u user) 
 	if err != nil {
 		return err
 	}
-	v := auditView{Filter: f, Entries: es}
+	v := auditView{Filter: f, Entries: es, CanVerify: h.cfg.AuditLog != nil}
+	if v.Checkpoint, err = h.latestCheckpoint(ctx); err != nil {
+		return err
+	}
+	v.Verifying, v.Verified = h.verifies.state()
 	if len(es) == f.Limit {
 		v.Next = es[len(es)-1].Index
 	}

@@ -44,6 +44,7 @@ var outDir = filepath.Join("testdata", "output")
 // first admin token.
 type live struct {
 	admin, gateway, token string
+	dir                   string // the data directory
 }
 
 // serve runs server.Run on free loopback ports until the test ends.
@@ -87,7 +88,7 @@ func serve(t *testing.T) live {
 	if tok == "" {
 		t.Fatalf("no admin token printed:\n%s", stdout.String())
 	}
-	return live{read("admin.url"), read("gateway.url"), tok}
+	return live{read("admin.url"), read("gateway.url"), tok, dir}
 }
 
 // echo is an upstream on 127.0.0.1, registered as service "echo".
@@ -237,6 +238,16 @@ func TestBrowserFlow(t *testing.T) {
 	)
 	if got := text("#checked"); !strings.HasPrefix(got, "The proof checks") {
 		t.Errorf("proof page says %q", got)
+	}
+	do("verify",
+		chromedp.Navigate(l.admin+"/ui/audit"),
+		chromedp.WaitVisible(chromedp.ID("checkpoint")),
+		chromedp.Click(chromedp.ID("verify-now")),
+		chromedp.WaitVisible(chromedp.ID("verified")),
+		shot("verified"),
+	)
+	if got := text("#verified"); !strings.HasPrefix(got, "Verified OK") {
+		t.Errorf("after Verify now the audit page says %q", got)
 	}
 
 	do("offboard",

@@ -11,18 +11,21 @@ import (
 // pageNames are the templates in templates/, each defining "content" and
 // rendered inside layout.html.
 var pageNames = []string{"login", "overview", "contractors", "contractor", "offboard",
-	"tokens", "issued", "audit", "requests", "reports", "proof", "problem"}
+	"tokens", "issued", "audit", "requests", "reports", "revoked", "proof", "problem"}
 
 var funcs = template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return t.UTC().Format("2006-01-02 15:04 UTC")
-	},
+	"when": when,
 	"join": strings.Join,
 	"ttl":  ttl,
 	"list": func(v ...string) []string { return v },
+}
+
+// when formats a time for a page, "never" if zero.
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
 }
 
 func (h *Handler) parse() error {

@@ -90,10 +90,10 @@ func fixture(t *testing.T, l live) (*adminapi.Client, adminapi.IssuedToken) {
 
 func TestCrossOriginPostRefused(t *testing.T) {
 	l := serve(t)
-	cl, _ := fixture(t, l)
+	cl, iss := fixture(t, l)
 	c := browser(t)
 	signIn(t, c, l, l.token)
-	onboard := url.Values{"name": {"mallory"}, "email": {"m@example.com"}, "sponsor": {"bob"}, "until": {"5d"}}
+	onboard := url.Values{"name": {"mallory"}, "email": {"m@example.com"}, "sponsor": {"bob"}, "until": {"5d"}, "id": {iss.ID}}
 	for _, tc := range []struct {
 		name string
 		hdr  map[string]string
@@ -103,7 +103,7 @@ func TestCrossOriginPostRefused(t *testing.T) {
 		{"Origin mismatch", map[string]string{"Origin": "http://evil.example"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, path := range []string{"/ui/contractors", "/ui/contractors/alice/offboard", "/ui/login", "/ui/logout"} {
+			for _, path := range []string{"/ui/contractors", "/ui/contractors/alice/offboard", "/ui/reports/revoke", "/ui/audit/verify", "/ui/login", "/ui/logout"} {
 				resp, _ := send(t, c, "POST", l.admin+path, onboard, tc.hdr)
 				if resp.StatusCode != http.StatusForbidden {
 					t.Errorf("POST %s: %d, want 403", path, resp.StatusCode)
@@ -118,6 +118,9 @@ func TestCrossOriginPostRefused(t *testing.T) {
 	if len(cs) != 1 || cs[0].Name != "alice" || cs[0].Disabled {
 		t.Fatalf("contractors after cross-origin posts: %+v, want alice only, still active", cs)
 	}
+	if ts, err := cl.Tokens(t.Context(), "alice", true); err != nil || len(ts) != 1 {
+		t.Fatalf("alice's live tokens after cross-origin posts: %+v, %v; want her one", ts, err)
+	}
 	// The same session, same-origin, still works: the refusals were the
 	// cross-origin defence, not a broken session.
 	resp, body := send(t, c, "POST", l.admin+"/ui/contractors", onboard, map[string]string{"Sec-Fetch-Site": "same-origin"})
@@ -131,24 +134,28 @@ func TestReadOnlyAdmin(t *testing.T) {
 	cl, iss := fixture(t, l)
 	ctx := t.Context()
 	ro, err := cl.IssueToken(ctx, adminapi.NewToken{Admin: true, TTL: "1h",
-		Scopes: []string{"admin:contractors:read", "admin:tokens:read", "admin:audit:read"}})
+		Scopes: []string{"admin:contractors:read", "admin:tokens:read", "admin:audit:read", "admin:reports:read"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := browser(t)
 	signIn(t, c, l, ro.Token)
 
-	// No write control is rendered: the only form that posts is sign-out.
+	// No write control is rendered: the only forms that post are sign-out
+	// and "Verify now" (a read: it needs admin:audit:read).
 	posts := regexp.MustCompile(`(?i)<form[^>]*method="post"[^>]*action="([^"]*)"`)
-	for _, path := range []string{"/ui/", "/ui/contractors", "/ui/contractors/alice", "/ui/tokens", "/ui/audit"} {
+	for _, path := range []string{"/ui/", "/ui/contractors", "/ui/contractors/alice", "/ui/tokens", "/ui/audit", "/ui/reports", "/ui/reports?idle=1s"} {
 		resp, body := send(t, c, "GET", l.admin+path, nil, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, resp.StatusCode)
 		}
 		for _, m := range posts.FindAllStringSubmatch(body, -1) {
-			if m[1] != "/ui/logout" {
+			if m[1] != "/ui/logout" && m[1] != "/ui/audit/verify" {
 				t.Errorf("GET %s renders a form posting to %s", path, m[1])
 			}
+		}
+		if strings.Contains(body, `type="checkbox"`) {
+			t.Errorf("GET %s renders a checkbox to select tokens", path)
 		}
 		for _, word := range []string{"Onboard", "Revoke", "Offboard", "Issue a token", "Grant scopes", "Rotate", "Requests"} {
 			if strings.Contains(body, word) {
@@ -170,7 +177,7 @@ func TestReadOnlyAdmin(t *testing.T) {
 		{"POST", "/ui/tokens/" + iss.ID + "/revoke", url.Values{}},
 		{"POST", "/ui/tokens/" + iss.ID + "/rotate", url.Values{}},
 		{"GET", "/ui/requests", nil},
-		{"GET", "/ui/reports", nil},
+		{"POST", "/ui/reports/revoke", url.Values{"id": {iss.ID}}},
 		{"POST", "/ui/grants/1/revoke", url.Values{}},
 		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/approve", url.Values{}},
 		{"POST", "/ui/requests/rq_AAAAAAAAAAAAAAAA/deny", url.Values{"reason": {"no"}}},
@@ -218,7 +225,7 @@ func TestReadOnlyAdmin(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"POST /ui/login allow ", "GET /ui/contractors allow ", "GET /ui/audit allow ",
-		"POST /ui/contractors deny forbidden", "POST /ui/tokens/" + iss.ID + "/revoke deny forbidden"} {
+		"POST /ui/contractors deny forbidden", "POST /ui/tokens/" + iss.ID + "/revoke deny forbidden", "POST /ui/reports/revoke deny forbidden"} {
 		if !seen[want] {
 			t.Errorf("no audit record %q of the read-only admin; have %v", want, seen)
 		}

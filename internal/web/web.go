@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"latchkey/internal/access"
@@ -47,6 +48,10 @@ type Config struct {
 	// demand (absent if either is nil).
 	AuditLog    *audit.Log
 	Checkpoints func(ctx context.Context, force bool) ([]byte, error)
+	// LatestCheckpoint returns the latest signed checkpoint of AuditLog
+	// and when it was signed, nil if none yet, for the audit page (absent
+	// if nil).
+	LatestCheckpoint func(ctx context.Context) ([]byte, time.Time, error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Log is the application log. Default slog.Default().
@@ -59,9 +64,14 @@ type Handler struct {
 	sessions sessions
 	pages    map[string]*template.Template
 	h        http.Handler
+	verifies verifications      // of the audit log, one at a time
+	base     context.Context    // of background work, ended by Close
+	stop     context.CancelFunc // ends base
+	bg       sync.WaitGroup     // background work
 }
 
-// New returns the console's handler, to be mounted at /ui/.
+// New returns the console's handler, to be mounted at /ui/. Close it to
+// stop its background work.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Authority == nil {
 		return nil, errors.New("web: Authority is required")
@@ -73,6 +83,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Log = slog.Default()
 	}
 	h := &Handler{cfg: cfg}
+	h.base, h.stop = context.WithCancel(context.Background())
 	if err := h.parse(); err != nil {
 		return nil, err
 	}
@@ -99,7 +110,9 @@ func New(cfg Config) (*Handler, error) {
 	mux.Handle("POST /ui/tokens/{id}/rotate", h.write("tokens", h.rotate))
 	mux.Handle("GET /ui/audit", h.read("audit", h.auditPage))
 	mux.Handle("GET /ui/audit/{index}/proof", h.read("audit", h.proof))
+	mux.Handle("POST /ui/audit/verify", h.guard("audit", "read", h.verify))
 	mux.Handle("GET /ui/reports", h.read("reports", h.reports))
+	mux.Handle("POST /ui/reports/revoke", h.write("tokens", h.revokeSelected))
 	mux.Handle("GET /ui/requests", h.read("requests", h.requests))
 	mux.Handle("POST /ui/requests/{id}/approve", h.write("requests", h.approve))
 	mux.Handle("POST /ui/requests/{id}/deny", h.write("requests", h.deny))
