@@ -2,13 +2,16 @@ package access_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"latchkey/internal/access"
 	"latchkey/internal/seal"
+	"latchkey/internal/store"
 	"latchkey/internal/store/sqlite"
 )
 
@@ -27,6 +30,12 @@ func newPeer(t *testing.T, e *env, dir string) *peer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return newPeerOn(t, e, dir, st)
+}
+
+// newPeerOn is newPeer on the store st.
+func newPeerOn(t *testing.T, e *env, dir string, st store.Store) *peer {
+	t.Helper()
 	key, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -200,4 +209,48 @@ func TestFollowGap(t *testing.T) {
 	b.stale(t, missed.Text)
 	b.step(t)
 	b.refuses(t, missed.Text, access.ReasonRevoked)
+}
+
+// feedDown is a store whose invalidation feed cannot be read once down
+// is set.
+type feedDown struct {
+	store.Store
+	down atomic.Bool
+}
+
+func (s *feedDown) Invalidations(ctx context.Context, after int64, limit int) ([]store.Invalidation, error) {
+	if s.down.Load() {
+		return nil, errors.New("feed unavailable")
+	}
+	return s.Store.Invalidations(ctx, after, limit)
+}
+
+// TestFollowReadError: a step that cannot read the feed fails and drops
+// the whole cache, so what it could not read about is read from the store.
+func TestFollowReadError(t *testing.T) {
+	dir := t.TempDir()
+	a, err := openEnv(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.log.Close(); a.st.Close() })
+	a.seed(t)
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "latchkey.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	down := &feedDown{Store: st}
+	b := newPeerOn(t, a, dir, down)
+	iss := issueFor(t, a, time.Hour)
+	b.cached(t, iss.Text)
+	if err := a.a.Revoke(context.Background(), root, iss.Token.ID); err != nil {
+		t.Fatal(err)
+	}
+	down.down.Store(true)
+	b.stale(t, iss.Text)
+	if err := b.f.Step(context.Background()); err == nil {
+		t.Fatal("Step with the feed down: no error")
+	}
+	b.refuses(t, iss.Text, access.ReasonRevoked)
 }
