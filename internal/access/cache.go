@@ -21,8 +21,9 @@ import (
 // embedded store every change goes through the one serving process (the
 // CLI talks to its admin API), so this only bounds the unexpected. At
 // 5 s, a gateway with 100,000 tokens in use re-read nearly every token
-// from the store on every request. Replicas sharing a store (issue 8) are
-// to push invalidations through Config.Invalidate instead.
+// from the store on every request. Processes sharing a store hear of each
+// other's changes sooner through the store's invalidation feed
+// (Authority.Follow, follow.go).
 const cacheMaxAge = 60 * time.Second
 
 // maxTerms bounds the interned terms a cache keeps (see terms).
@@ -128,6 +129,14 @@ func (c *cache) generation() uint64 {
 func (c *cache) drop(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
+	c.gen++
+	c.mu.Unlock()
+}
+
+// dropAll removes every token.
+func (c *cache) dropAll() {
+	c.mu.Lock()
+	clear(c.m)
 	c.gen++
 	c.mu.Unlock()
 }

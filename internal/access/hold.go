@@ -129,6 +129,17 @@ func (hs *holds) of(id string) []*held {
 	return out
 }
 
+// ids returns the ids of the tokens with requests held.
+func (hs *holds) ids() []string {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	ids := make([]string, 0, len(hs.m))
+	for id := range hs.m {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // recheck re-reads token id after a change and cuts or re-times the
 // requests held under it. A token that can no longer be read is cut: fail
 // closed.

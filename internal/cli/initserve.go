@@ -156,6 +156,7 @@ and revokes each reported token at once.`,
 	c.Flags().IntVar(&cfg.RequestApprovals, "request-approvals", 1, "distinct approvers an access request needs")
 	c.Flags().StringVar(&requestTTL, "request-ttl", "", "how long an access request waits for approval, and an approved one for its fetch (default 24h)")
 	c.Flags().StringVar(&sweepEvery, "sweep-every", "30s", "how often the sweeper runs (0: never)")
+	c.Flags().DurationVar(&cfg.InvalidationPoll, "invalidation-poll", server.DefaultInvalidationPoll, "how often to read the store's invalidation feed, so that tokens revoked by another process on the same store are refused here")
 	c.Flags().StringVar(&expiryNotice, "expiry-notice", "24h", "send a token's expiring-soon notice this long before it expires")
 	_ = c.RegisterFlagCompletionFunc("audit-sync", cobra.FixedCompletions([]string{"normal", "full"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.MarkFlagDirname("checkpoint-dir")
@@ -193,6 +194,9 @@ and revokes each reported token at once.`,
 			return usagef("--audit-linger %s: want 0 to 1s", cfg.AuditLinger)
 		case cfg.AuditLinger == 0:
 			cfg.AuditLinger = -1 // audit.Config: no wait
+		}
+		if cfg.InvalidationPoll <= 0 {
+			return usagef("--invalidation-poll %s: want a positive duration like 1s", cfg.InvalidationPoll)
 		}
 		if cfg.TokenRate <= 0 || cfg.TokenBurst < 1 {
 			return usagef("--token-rate and --token-burst must be positive")

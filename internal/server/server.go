@@ -167,6 +167,12 @@ type Config struct {
 	// engagements and rotations, and sends expiry notices (package
 	// sweeper). Zero runs no sweeper (serve's flag defaults to 30s).
 	SweepEvery time.Duration
+	// InvalidationPoll is how often the process reads the store's
+	// invalidation feed and drops from its token cache what other
+	// processes sharing the store revoked, rotated or offboarded (the
+	// feed is pruned hourly by the same loop). Default
+	// DefaultInvalidationPoll.
+	InvalidationPoll time.Duration
 	// ExpiryNotice is the sweeper's expiring-soon lead time. Default
 	// sweeper.DefaultExpiryNotice (24h).
 	ExpiryNotice time.Duration
@@ -319,6 +325,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = DefaultCheckpointEvery
 	}
+	if cfg.InvalidationPoll <= 0 {
+		cfg.InvalidationPoll = DefaultInvalidationPoll
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -415,6 +424,12 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	if err != nil {
 		return err
 	}
+	// Before the listeners: nothing is cached that the feed's start missed.
+	stopFollower, err := startFollower(cfg, in)
+	if err != nil {
+		return err
+	}
+	defer stopFollower()
 	rec := usage.New(usage.Config{Store: in.st, Log: cfg.Log})
 	reg := new(metrics.Registry)
 	gwh, err := newGateway(cfg, in, rec, reg)

@@ -422,6 +422,28 @@ type Store interface {
 	// returns the ids of the tokens changed, ordered by id.
 	EndDerivedTokens(ctx context.Context, id string, at time.Time) ([]string, error)
 
+	// The invalidation feed, for processes that cache token records and
+	// share the store (package access, Authority.Follow). Every write that
+	// can make a cached record stale appends, in its own transaction, an
+	// Invalidation: RevokeToken one for the token, RevokeTokenTree one per
+	// token it revokes, RotateToken and EndDerivedTokens one per token
+	// whose expiry they move, Offboard and EndEngagement one for every
+	// token of the contractor (TokenID ""). A write that fails or is
+	// refused appends nothing. Seq increases by one per entry in commit
+	// order: a reader that has seen seq n never later finds a new entry at
+	// or below n, and a skipped seq means entries were pruned before it
+	// read them.
+	//
+	// Invalidations returns up to limit entries with Seq > after, ordered
+	// by Seq.
+	Invalidations(ctx context.Context, after int64, limit int) ([]Invalidation, error)
+	// LastInvalidation returns the largest Seq ever appended, 0 if none
+	// (pruning does not lower it).
+	LastInvalidation(ctx context.Context) (int64, error)
+	// PruneInvalidations deletes the entries written before before and
+	// returns how many it deleted.
+	PruneInvalidations(ctx context.Context, before time.Time) (int, error)
+
 	// Close releases the store's resources.
 	Close() error
 }

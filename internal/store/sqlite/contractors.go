@@ -117,6 +117,9 @@ func (s *Store) Offboard(ctx context.Context, name, by string, at time.Time) (st
 		if err != nil {
 			return fmt.Errorf("sqlite: offboard %q: %w", name, err)
 		}
+		if err := invalidateContractor(ctx, tx, name); err != nil {
+			return fmt.Errorf("sqlite: offboard: %w", err)
+		}
 		res = store.OffboardResult{TokensRevoked: tokens, GrantsRevoked: grants}
 		return nil
 	})

@@ -106,6 +106,9 @@ func (s *Store) RevokeTokenTree(ctx context.Context, id, by, reason string, at t
 		if err != nil {
 			return fmt.Errorf("sqlite: revoke tokens derived from %q: %w", id, err)
 		}
+		if err := invalidateTokens(ctx, tx, append([]string{id}, ids...)...); err != nil {
+			return fmt.Errorf("sqlite: revoke token tree: %w", err)
+		}
 		return nil
 	})
 	if err != nil {
@@ -133,6 +136,9 @@ func (s *Store) EndDerivedTokens(ctx context.Context, id string, at time.Time) (
 			return s, r.Scan(&s)
 		})
 		if err != nil {
+			return fmt.Errorf("sqlite: end tokens derived from %q: %w", id, err)
+		}
+		if err := invalidateTokens(ctx, tx, ids...); err != nil {
 			return fmt.Errorf("sqlite: end tokens derived from %q: %w", id, err)
 		}
 		return nil

@@ -144,8 +144,11 @@ func (s *Store) EndEngagement(ctx context.Context, name, by string, at time.Time
 			return err
 		}
 		grants, err := revokeAll(ctx, tx, "grants", name, by, at)
+		if err != nil {
+			return err
+		}
 		res = store.OffboardResult{TokensRevoked: int(tokens), GrantsRevoked: grants}
-		return err
+		return invalidateContractor(ctx, tx, name)
 	})
 	if err != nil {
 		return store.OffboardResult{}, fmt.Errorf("sqlite: end engagement of %q: %w", name, err)

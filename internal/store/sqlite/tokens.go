@@ -160,6 +160,9 @@ func (s *Store) RevokeToken(ctx context.Context, id, by, reason string, at time.
 		if err != nil {
 			return fmt.Errorf("sqlite: revoke token %q: %w", id, err)
 		}
+		if err := invalidateTokens(ctx, tx, id); err != nil {
+			return fmt.Errorf("sqlite: revoke token: %w", err)
+		}
 		return nil
 	})
 }
@@ -220,6 +223,9 @@ func (s *Store) RotateToken(ctx context.Context, oldID string, oldExpiresAt time
 			msec(oldExpiresAt), oldID)
 		if err != nil {
 			return fmt.Errorf("sqlite: rotate token %q: %w", oldID, err)
+		}
+		if err := invalidateTokens(ctx, tx, oldID); err != nil {
+			return fmt.Errorf("sqlite: rotate token: %w", err)
 		}
 		return nil
 	})

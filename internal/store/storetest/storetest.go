@@ -88,6 +88,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Derived/Uses", testDeriveUses},
 		{"Derived/RevokeTree", testRevokeTree},
 		{"Derived/End", testEndDerived},
+		{"Invalidations/Tokens", testInvalidationsTokens},
+		{"Invalidations/Contractors", testInvalidationsContractors},
+		{"Invalidations/Read", testInvalidationsRead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
