@@ -21,6 +21,6 @@ func startFollower(cfg Config, in *instance) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); f.Run(ctx, cfg.InvalidationPoll) }()
-	cfg.Log.Info("following token invalidations", "every", cfg.InvalidationPoll, "from", f.Last())
+	cfg.Log.Debug("following token invalidations", "every", cfg.InvalidationPoll, "from", f.Last())
 	return func() { cancel(); <-done }, nil
 }
