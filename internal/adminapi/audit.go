@@ -125,6 +125,12 @@ func (s *Server) auditSearch(ctx context.Context, c caller, r *http.Request) (in
 	default:
 		return 0, nil, invalid("invalid decision %q: want allow or deny", f.Decision)
 	}
+	if s.cfg.Audit != nil {
+		// A search sees every record acknowledged before it.
+		if err := s.cfg.Audit.Sync(ctx); err != nil {
+			return 0, nil, err
+		}
+	}
 	entries, err := s.cfg.AuditStorage.Search(ctx, f)
 	if err != nil {
 		return 0, nil, err

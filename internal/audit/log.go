@@ -82,6 +82,13 @@ type Config struct {
 	// gathers more records per commit buys throughput for latency. Zero
 	// means DefaultLinger; negative, no wait.
 	Linger time.Duration
+	// IntegrateDelay, for a Log on a Queue, is how long the sequencer
+	// lets records gather in the queue before it adds them to the tree
+	// (a reader waiting in Sync cuts it short). Zero means
+	// DefaultIntegrateDelay. Linger does not apply on a Queue: an Enqueue
+	// is cheap, so a batch is whatever waits while the previous one is
+	// written.
+	IntegrateDelay time.Duration
 }
 
 // DefaultLinger is Config.Linger's default: well under the gateway's
@@ -101,6 +108,18 @@ type Log struct {
 	done     chan struct{}
 	once     sync.Once
 	lastErr  atomic.Pointer[error] // the last commit's error; nil after a success
+
+	// On a Queue (see queue.go); q is nil otherwise.
+	q       Queue
+	delay   time.Duration
+	queued  chan struct{} // capacity 1: something was enqueued
+	prompt  chan struct{} // capacity 1: a reader waits in Sync
+	seqDone chan struct{} // closed when the sequencer has exited
+	seqErr  atomic.Pointer[error]
+	mark    atomic.Int64 // the mark of the last Enqueue
+	pending atomic.Int64 // acknowledged, not known to be integrated
+	roundMu sync.Mutex
+	round   chan struct{} // closed (and replaced) after each integration round
 }
 
 // request is one Append call waiting for its batch.
@@ -131,15 +150,41 @@ func New(st Storage, cfg Config) *Log {
 		done:     make(chan struct{}),
 	}
 	c := &committer{st: st, size: -1}
+	if q, ok := st.(Queue); ok {
+		l.q = q
+		l.delay = cfg.IntegrateDelay
+		if l.delay <= 0 {
+			l.delay = DefaultIntegrateDelay
+		}
+		l.queued = make(chan struct{}, 1)
+		l.prompt = make(chan struct{}, 1)
+		l.seqDone = make(chan struct{})
+		l.round = make(chan struct{})
+		// Records queued before a crash are integrated first.
+		l.queued <- struct{}{}
+		go l.sequence(q, c)
+		go l.run(nil)
+		return l
+	}
 	go l.run(c)
 	return l
 }
 
 // Close stops the committer after the batch in progress. Appends waiting
-// for a later batch, and Appends after Close, fail with ErrClosed.
+// for a later batch, and Appends after Close, fail with ErrClosed. On a
+// Queue, the sequencer then integrates what is queued before Close
+// returns; what it cannot stays queued for the next open, and Close
+// returns that error.
 func (l *Log) Close() error {
 	l.once.Do(func() { close(l.stop) })
 	<-l.done
+	if l.q == nil {
+		return nil
+	}
+	<-l.seqDone
+	if p := l.seqErr.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
@@ -158,6 +203,9 @@ func (l *Log) Healthy() error {
 	if err := l.lastErr.Load(); err != nil {
 		return *err
 	}
+	if err := l.seqErr.Load(); err != nil {
+		return *err
+	}
 	return nil
 }
 
@@ -166,6 +214,10 @@ func (l *Log) Healthy() error {
 // one storage transaction with concurrent Appends. On any error the
 // operation being audited must not proceed: the records are not known to
 // be committed (if ctx ends while the batch commits, they may still be).
+//
+// On a Queue, committed means durably queued: they are consecutive, but
+// their index is not known yet, and Append returns -1 (Sync waits until
+// they are in the tree).
 func (l *Log) Append(ctx context.Context, recs ...Record) (first int64, err error) {
 	if len(recs) == 0 {
 		return 0, errors.New("audit: append: no records")
@@ -270,7 +322,13 @@ func (l *Log) run(c *committer) {
 			timer.Stop()
 		}
 		last = len(batch)
-		first, err := c.commit(batch)
+		var first int64
+		var err error
+		if c == nil {
+			first, err = l.enqueue(batch)
+		} else {
+			first, err = c.commit(batch)
+		}
 		if err != nil {
 			l.lastErr.Store(&err)
 		} else {
@@ -278,9 +336,37 @@ func (l *Log) run(c *committer) {
 		}
 		for _, r := range batch {
 			r.res <- result{first, err}
-			first += int64(len(r.leaves))
+			if first >= 0 {
+				first += int64(len(r.leaves))
+			}
 		}
 	}
+}
+
+// enqueue queues the batch on l.q and wakes the sequencer; it returns -1
+// (the index is not known yet).
+func (l *Log) enqueue(batch []*request) (int64, error) {
+	var leaves [][]byte
+	for _, r := range batch {
+		leaves = append(leaves, r.leaves...)
+	}
+	if err := l.treeHealthy(); err != nil {
+		return 0, fmt.Errorf("audit: append: %w", err)
+	}
+	if l.pending.Load() > maxPending {
+		return 0, fmt.Errorf("audit: append: %d records wait for the tree, the most allowed: the storage is failing", l.pending.Load())
+	}
+	mark, err := l.q.Enqueue(context.Background(), leaves)
+	if err != nil {
+		return 0, fmt.Errorf("audit: append: %w", err)
+	}
+	l.mark.Store(mark)
+	l.pending.Add(int64(len(leaves)))
+	select {
+	case l.queued <- struct{}{}:
+	default:
+	}
+	return -1, nil
 }
 
 // drain fails every request still queued at Close.
@@ -473,12 +559,18 @@ func storageReader(ctx context.Context, st Storage) tlog.HashReader {
 
 // Size returns the number of committed records.
 func (l *Log) Size(ctx context.Context) (int64, error) {
+	if err := l.Sync(ctx); err != nil {
+		return 0, err
+	}
 	return l.st.Size(ctx)
 }
 
 // Record returns the record at index and its leaf, the bytes the tree
 // hashes (tlog.RecordHash(leaf)).
 func (l *Log) Record(ctx context.Context, index int64) (Record, []byte, error) {
+	if err := l.Sync(ctx); err != nil {
+		return Record{}, nil, err
+	}
 	leaves, err := l.st.ReadLeaves(ctx, index, 1)
 	if err != nil {
 		return Record{}, nil, fmt.Errorf("audit: record %d: %w", index, err)
@@ -492,7 +584,7 @@ func (l *Log) Record(ctx context.Context, index int64) (Record, []byte, error) {
 
 // checkSize refuses a tree size past the committed size.
 func (l *Log) checkSize(ctx context.Context, sizes ...int64) error {
-	cur, err := l.st.Size(ctx)
+	cur, err := l.Size(ctx)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ var verifyChunk int64 = 8192
 // removed verifies: compare against an older checkpoint with CheckExtends.
 // progress, if not nil, is called after each chunk.
 func (l *Log) Verify(ctx context.Context, progress func(done, total int64)) (size int64, root tlog.Hash, err error) {
-	total, err := l.st.Size(ctx)
+	total, err := l.Size(ctx)
 	if err != nil {
 		return 0, tlog.Hash{}, fmt.Errorf("audit: verify: %w", err)
 	}

@@ -66,7 +66,7 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.DurationVar(&cfg.Duration, "duration", 2*time.Second, "how long each target is driven per round")
 	f.IntVar(&cfg.Rounds, "rounds", 5, "rounds of interleaved load")
 	f.IntVar(&cfg.Tokens, "tokens", 1000, "distinct tokens the gateway requests spread over")
-	f.DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger, "the audited gateway's --audit-linger, as serve's (0: no wait)")
+	f.DurationVar(&cfg.AuditDelay, "audit-delay", audit.DefaultIntegrateDelay, "the audited gateway's --audit-delay, as serve's")
 	f.BoolVar(&cfg.DPoP, "dpop", false, "also drive the audited gateway with DPoP-bound tokens, a proof per request, pre-signed before each round")
 	f.BoolVar(&cfg.DPoPInline, "dpop-inline", false, "with --dpop, sign every proof inside the timed window instead of pre-signing")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
@@ -77,11 +77,8 @@ It fails (exit status 1) after printing the results if any request failed.`,
 		if cfg.DPoPInline && !cfg.DPoP {
 			return usagef("--dpop-inline needs --dpop")
 		}
-		switch {
-		case cfg.AuditLinger < 0 || cfg.AuditLinger > time.Second:
-			return usagef("--audit-linger %s: want 0 to 1s", cfg.AuditLinger)
-		case cfg.AuditLinger == 0:
-			cfg.AuditLinger = -1 // audit.Config: no wait
+		if cfg.AuditDelay < time.Millisecond || cfg.AuditDelay > time.Second {
+			return usagef("--audit-delay %s: want 1ms to 1s", cfg.AuditDelay)
 		}
 		stderr := cmd.ErrOrStderr()
 		cfg.Progress = stderr

@@ -146,8 +146,8 @@ and revokes each reported token at once.`,
 	c.Flags().BoolVar(&cfg.AccessLog, "access-log", true, "log one line per gateway request on stderr")
 	c.Flags().StringVar(&cfg.TLSCert, "admin-tls-cert", "", "PEM certificate: serve the admin API over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.TLSKey, "admin-tls-key", "", "PEM private key for --admin-tls-cert")
-	c.Flags().DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger,
-		"how long the audit log waits to gather concurrent gateway requests into one commit: more throughput under heavy load, that much more latency under moderate load (0: no wait)")
+	c.Flags().DurationVar(&cfg.AuditDelay, "audit-delay", audit.DefaultIntegrateDelay,
+		"how long acknowledged audit records (journalled, durable) gather before they are added to the Merkle tree in one transaction: longer means larger, cheaper batches (a search or proof waits for the records before it at most that long)")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
 	c.Flags().StringVar(&cfg.LeakKeys, "leak-keys", "", "accept signed leak reports at POST /v1/leaks, verified with the keys of this file (GitHub's secret scanning key document)")
 	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
@@ -189,11 +189,8 @@ and revokes each reported token at once.`,
 			}
 			cfg.TrustedProxies = append(cfg.TrustedProxies, pre)
 		}
-		switch {
-		case cfg.AuditLinger < 0 || cfg.AuditLinger > time.Second:
-			return usagef("--audit-linger %s: want 0 to 1s", cfg.AuditLinger)
-		case cfg.AuditLinger == 0:
-			cfg.AuditLinger = -1 // audit.Config: no wait
+		if cfg.AuditDelay < time.Millisecond || cfg.AuditDelay > time.Second {
+			return usagef("--audit-delay %s: want 1ms to 1s", cfg.AuditDelay)
 		}
 		if cfg.InvalidationPoll <= 0 {
 			return usagef("--invalidation-poll %s: want a positive duration like 1s", cfg.InvalidationPoll)

@@ -65,9 +65,9 @@ type Config struct {
 	// writes to io.Discard: the records are built and formatted, but not
 	// written to a terminal.
 	AccessLog bool
-	// AuditLinger is the audited gateway's audit.Config.Linger, as serve
-	// --audit-linger sets it (0: audit.DefaultLinger; negative: no wait).
-	AuditLinger time.Duration
+	// AuditDelay is the audited gateway's audit.Config.IntegrateDelay, as
+	// serve --audit-delay sets it (0: audit.DefaultIntegrateDelay).
+	AuditDelay time.Duration
 	// DPoP adds the target GatewayDPoP: the audited gateway called with
 	// Tokens more tokens, each bound to its own ES256 key, every request
 	// with a DPoP proof of its own (unique jti). Before each round, outside

@@ -221,7 +221,12 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) ([]served, err
 	}
 	r.closers = append(r.closers, st.Close)
 	r.st = st
-	log := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{Linger: r.cfg.AuditLinger})
+	q, err := st.QueuedAudit(ctx, sqlite.SyncNormal) // as serve has it
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, q.Close)
+	log := audit.New(q, audit.Config{IntegrateDelay: r.cfg.AuditDelay})
 	r.closers = append(r.closers, log.Close)
 	audited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log, Audit: log})
 	if err != nil {

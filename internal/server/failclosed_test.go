@@ -158,6 +158,25 @@ func TestAuditFailClosed(t *testing.T) {
 	records, hashes := auditRows(t, db)
 	_, err = db.ExecContext(bg, `CREATE TRIGGER audit_down BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END`)
 	must("create trigger", err)
+	// An operation's record is acknowledged once journalled, and added
+	// to the tree behind: the outage shows at the first such addition.
+	// This read (refused if the records of the setup already met the
+	// outage) is journalled, durable, and reaches the tree once the
+	// store is back; then /readyz reports the audit log down, and from
+	// then on every operation is refused.
+	c.Whoami(bg)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		resp, err := c.HTTP.Get(addr + "/readyz")
+		must("GET /readyz", err)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d 5s into the audit outage", resp.StatusCode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	refused := []struct {
 		name string

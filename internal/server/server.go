@@ -136,10 +136,10 @@ type Config struct {
 	// kill of the process) or "full" (it also survives power loss: every
 	// audit commit fsyncs, shared by group commit).
 	AuditSync string
-	// AuditLinger is audit.Config.Linger: how long the audit log waits to
-	// gather concurrent records into one commit (0: audit.DefaultLinger;
-	// negative: no wait).
-	AuditLinger time.Duration
+	// AuditDelay is audit.Config.IntegrateDelay: how long acknowledged
+	// (journalled) audit records gather before they are added to the tree
+	// (0: audit.DefaultIntegrateDelay).
+	AuditDelay time.Duration
 	// CheckpointDir, if set, receives a copy of every signed checkpoint
 	// (besides DataDir/checkpoints), e.g. a mount shipped off the host.
 	CheckpointDir string
@@ -245,15 +245,23 @@ func checkDir(dataDir string) error {
 type instance struct {
 	a       *access.Authority
 	st      *sqlite.Store
-	storage *sqlite.AuditStorage
+	storage *sqlite.QueuedAudit
 	audit   *audit.Log
 	hooks   *notify.Notifier   // queues webhook deliveries of the Authority's events
 	deliver *notify.Dispatcher // sends them (run by serve)
 }
 
-// close closes the audit log (after its batch in progress), then the store.
+// close closes the audit log (after its batch in progress, and once what
+// it queued is in the tree), its queue, then the store.
 func (in *instance) close() error {
-	return errors.Join(in.audit.Close(), in.st.Close())
+	var errs []error
+	if in.audit != nil {
+		errs = append(errs, in.audit.Close())
+	}
+	if in.storage != nil {
+		errs = append(errs, in.storage.Close())
+	}
+	return errors.Join(append(errs, in.st.Close())...)
 }
 
 // open opens the store, keys and audit log of dataDir and builds an
@@ -281,8 +289,14 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{st: st, storage: st.Audit(sync)}
-	in.audit = audit.New(in.storage, audit.Config{Linger: cfg.AuditLinger})
+	in := &instance{st: st}
+	// Audit appends are journalled, and added to the tree behind: the
+	// audited operations wait for one write, not for the tree's commit.
+	if in.storage, err = st.QueuedAudit(ctx, sync); err != nil {
+		in.close()
+		return nil, err
+	}
+	in.audit = audit.New(in.storage, audit.Config{IntegrateDelay: cfg.AuditDelay})
 	if in.hooks, in.deliver, err = newWebhooks(cfg, st, box); err != nil {
 		in.close()
 		return nil, err

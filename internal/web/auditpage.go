@@ -46,7 +46,7 @@ func (h *Handler) auditPage(ctx context.Context, w http.ResponseWriter, u user) 
 		}
 		f.Before = n
 	}
-	es, err := h.cfg.Audit.Search(ctx, f)
+	es, err := h.search(ctx, f)
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func (h *Handler) requestChart(ctx context.Context, now time.Time) (chart, error
 	c := chart{Width: chartDays * chartDay, Height: chartHeight + 4,
 		First: first.Format("Jan 2"), Last: today.Format("Jan 2")}
 	for range chartPages {
-		es, err := h.cfg.Audit.Search(ctx, f)
+		es, err := h.search(ctx, f)
 		if err != nil {
 			return chart{}, err
 		}

@@ -43,7 +43,7 @@ func (h *Handler) overview(ctx context.Context, w http.ResponseWriter, u user) e
 		}
 	}
 	if h.cfg.Audit != nil && u.s.can("audit", "read") {
-		es, err := h.cfg.Audit.Search(ctx, audit.Filter{Decision: audit.Deny, Since: now.Add(-24 * time.Hour), Limit: audit.MaxSearch})
+		es, err := h.search(ctx, audit.Filter{Decision: audit.Deny, Since: now.Add(-24 * time.Hour), Limit: audit.MaxSearch})
 		if err != nil {
 			return err
 		}

@@ -276,3 +276,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, u *user, err erro
 	}
 	h.problem(w, r, u, status, e.Msg)
 }
+
+// search searches the audit log once it holds every record acknowledged
+// before the call (see audit.Log.Sync).
+func (h *Handler) search(ctx context.Context, f audit.Filter) ([]audit.Entry, error) {
+	if h.cfg.AuditLog != nil {
+		if err := h.cfg.AuditLog.Sync(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return h.cfg.Audit.Search(ctx, f)
+}

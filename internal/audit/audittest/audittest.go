@@ -3,6 +3,7 @@
 package audittest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -387,4 +388,156 @@ func testTwoWriters(t *testing.T, st audit.Storage) {
 		}
 	}
 	CheckAll(t, a, 12)
+}
+
+// RunQueue runs the conformance suite of an audit.Queue, after Run's.
+// open returns a new, empty Queue for each subtest. reopen stands for a
+// crash and a restart: it abandons q as a killed process would (what q
+// acknowledged must survive, nothing it did not finish may count) and
+// returns a new Queue on the same storage. second returns another Queue
+// on the same storage as q, as a second process would open it.
+func RunQueue(t *testing.T, open func(t *testing.T) audit.Queue, reopen, second func(t *testing.T, q audit.Queue) audit.Queue) {
+	// As a plain Storage (a Log on it commits synchronously).
+	Run(t, func(t *testing.T) audit.Storage { return storageOnly{open(t)} })
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, q audit.Queue)
+	}{
+		{"QueueAppend", testQueueAppend},
+		{"QueueConcurrent", testQueueConcurrent},
+		{"QueueIntegrateConflict", testQueueIntegrateConflict},
+		{"QueueCrash", func(t *testing.T, q audit.Queue) { testQueueCrash(t, q, reopen) }},
+		{"QueueTwoProcesses", func(t *testing.T, q audit.Queue) { testQueueTwo(t, q, second(t, q)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+func testQueueAppend(t *testing.T, q audit.Queue) {
+	ctx := t.Context()
+	l := newLog(t, q)
+	if first, err := l.Append(ctx, Rec(0), Rec(1)); err != nil || first != -1 {
+		t.Fatalf("Append on a queue = %d, %v, want -1, nil", first, err)
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if l.Pending() != 0 {
+		t.Errorf("Pending after Sync = %d", l.Pending())
+	}
+	checkSize(t, q, 2)
+	if _, err := l.Append(ctx, Rec(2)); err != nil {
+		t.Fatal(err)
+	}
+	CheckAll(t, l, 3) // reads Sync first
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func testQueueConcurrent(t *testing.T, q audit.Queue) {
+	l := newLog(t, q)
+	AppendConcurrently(t, l, 64, 20)
+	CheckAll(t, l, 64*20)
+}
+
+// testQueueIntegrateConflict: an Integrate at the wrong size changes
+// nothing, and the records stay queued for the right one.
+func testQueueIntegrateConflict(t *testing.T, q audit.Queue) {
+	ctx := t.Context()
+	mark, err := q.Enqueue(ctx, Leaves(0, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := q.Integrated(ctx, mark); err != nil || ok {
+		t.Fatalf("Integrated before Integrate = %v, %v", ok, err)
+	}
+	h := NewHasher()
+	for _, first := range []int64{1, 5} {
+		_, err := q.Integrate(ctx, first, 100, func(leaves [][]byte) ([]tlog.Hash, error) {
+			return NewHasher().Add(append(Leaves(100, int(first)), leaves...))[tlog.StoredHashCount(first):], nil
+		})
+		if !errors.Is(err, audit.ErrConflict) {
+			t.Fatalf("Integrate at %d of an empty log = %v, want ErrConflict", first, err)
+		}
+	}
+	checkSize(t, q, 0)
+	n, err := q.Integrate(ctx, 0, 100, func(leaves [][]byte) ([]tlog.Hash, error) {
+		if len(leaves) != 3 || !bytes.Equal(leaves[2], Leaves(2, 1)[0]) {
+			t.Errorf("Integrate got %d leaves", len(leaves))
+		}
+		return h.Add(leaves), nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("Integrate = %d, %v, want 3", n, err)
+	}
+	if ok, err := q.Integrated(ctx, mark); err != nil || !ok {
+		t.Fatalf("Integrated after Integrate = %v, %v", ok, err)
+	}
+	if n, err := q.Integrate(ctx, 3, 100, adder(h)); err != nil || n != 0 {
+		t.Fatalf("Integrate of an empty queue = %d, %v", n, err)
+	}
+	checkSize(t, q, 3)
+}
+
+// testQueueCrash: records acknowledged by Enqueue, some integrated, some
+// not, survive a crash; each reaches the tree exactly once.
+func testQueueCrash(t *testing.T, q audit.Queue, reopen func(t *testing.T, q audit.Queue) audit.Queue) {
+	ctx := t.Context()
+	for i := range 4 {
+		if _, err := q.Enqueue(ctx, Leaves(2*i, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := NewHasher()
+	if n, err := q.Integrate(ctx, 0, 3, adder(h)); err != nil || n != 2 {
+		t.Fatalf("Integrate(max 3) = %d, %v, want the first entry's 2", n, err)
+	}
+	q = reopen(t, q)
+	checkSize(t, q, 2)
+	l := newLog(t, q)
+	if _, err := l.Append(ctx, Rec(8)); err != nil {
+		t.Fatal(err)
+	}
+	CheckAll(t, l, 9)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = reopen(t, q)
+	l = newLog(t, q)
+	if _, err := l.Append(ctx, Rec(9)); err != nil {
+		t.Fatal(err)
+	}
+	CheckAll(t, l, 10)
+}
+
+// testQueueTwo: two processes' Logs on one storage interleave into one
+// tree without gaps or duplicates.
+func testQueueTwo(t *testing.T, qa, qb audit.Queue) {
+	a, b := newLog(t, qa), newLog(t, qb)
+	var wg sync.WaitGroup
+	for k, l := range []*audit.Log{a, b} {
+		wg.Go(func() {
+			for i := range 50 {
+				if _, err := l.Append(context.Background(), Rec(k*50+i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := b.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	CheckAll(t, a, 100)
+}
+
+// storageOnly hides the Queue methods of a Queue.
+type storageOnly struct{ audit.Storage }
+
+// adder is h.Add as Integrate's hashes.
+func adder(h *Hasher) func([][]byte) ([]tlog.Hash, error) {
+	return func(leaves [][]byte) ([]tlog.Hash, error) { return h.Add(leaves), nil }
 }

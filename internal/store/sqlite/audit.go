@@ -55,6 +55,11 @@ const insertRows = 128
 // Append implements audit.Storage. It writes the leaves and hashes only;
 // the search index follows (auditindex.go).
 func (a *AuditStorage) Append(ctx context.Context, first int64, leaves [][]byte, hashes []tlog.Hash) error {
+	return a.appendWith(ctx, first, leaves, hashes, nil)
+}
+
+// appendWith is Append, also running also (if not nil) in its transaction.
+func (a *AuditStorage) appendWith(ctx context.Context, first int64, leaves [][]byte, hashes []tlog.Hash, also func(tx *sql.Tx) error) error {
 	n := int64(len(leaves))
 	if want := tlog.StoredHashCount(first+n) - tlog.StoredHashCount(first); int64(len(hashes)) != want {
 		return fmt.Errorf("sqlite: audit append: %d hashes for records %d..%d, want %d", len(hashes), first, first+n-1, want)
@@ -82,7 +87,13 @@ func (a *AuditStorage) Append(ctx context.Context, first int64, leaves [][]byte,
 		if err := a.insertRecords(ctx, tx, first, rows); err != nil {
 			return err
 		}
-		return a.insertHashes(ctx, tx, tlog.StoredHashCount(first), hashes)
+		if err := a.insertHashes(ctx, tx, tlog.StoredHashCount(first), hashes); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
 	})
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: audit append at %d: the log has grown meanwhile: %w", first, audit.ErrConflict)

@@ -79,6 +79,8 @@ type Store struct {
 	sw   *sql.DB // the audit search index's writer (auditindex.go)
 	sr   *sql.DB // its readers
 
+	path string // absolute path of the database file
+
 	ixMu   sync.Mutex // one indexAudit at a time
 	stopCk chan struct{}
 	ckDone chan struct{}
@@ -155,7 +157,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		ck.Close()
 		return nil, err
 	}
-	s := &Store{w: w, r: r, scan: scan, ck: ck, sw: sw, sr: sr,
+	s := &Store{path: path, w: w, r: r, scan: scan, ck: ck, sw: sw, sr: sr,
 		stopCk: make(chan struct{}), ckDone: make(chan struct{}), ixDone: make(chan struct{})}
 	go s.checkpointer()
 	go s.indexer()
