@@ -40,8 +40,8 @@ func TestSearchIndexTamper(t *testing.T) {
 	for _, tt := range []struct {
 		name, sql, reason string
 	}{
-		{"edited", `UPDATE audit_index SET contractor = 'nobody' WHERE idx = 17`, "search columns differ"},
-		{"removed", `DELETE FROM audit_index WHERE idx = 17`, "missing from the search index"},
+		{"edited", `UPDATE audit_keys SET contractor = 42 WHERE idx = 17`, "search columns differ"},
+		{"removed", `DELETE FROM audit_keys WHERE idx = 17`, "missing from the search index"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -122,4 +122,45 @@ func BenchmarkIndexAudit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+}
+
+// TestSearchRechecksRecords: the index holds hashes and only narrows the
+// search; a candidate whose record does not match (a hash collision, here
+// forged by giving every row the same contractor key) is not returned,
+// and the search pages past such candidates to fill its answer.
+func TestSearchRechecksRecords(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "latchkey.db"))
+	st := s.Audit(sqlite.SyncNormal)
+	l := audit.New(st, audit.Config{})
+	defer l.Close()
+	for i := range 300 {
+		if _, err := l.Append(t.Context(), audittest.Rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.IndexAudit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, filepath.Join(dir, "latchkey-search.db"))
+	if _, err := db.ExecContext(t.Context(), `UPDATE audit_keys SET contractor = (SELECT contractor FROM audit_keys WHERE idx = 5)`); err != nil {
+		t.Fatal(err)
+	}
+	want := audittest.Rec(5).Contractor
+	for _, limit := range []int{1, 100} {
+		got, err := st.Search(t.Context(), audit.Filter{Contractor: want, Limit: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		for _, e := range got {
+			if e.Record.Contractor != want {
+				t.Fatalf("limit %d: record %d of contractor %q returned for %q", limit, e.Index, e.Record.Contractor, want)
+			}
+			n++
+		}
+		if n == 0 {
+			t.Fatalf("limit %d: record 5 not found behind the colliding candidates", limit)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 
 	"latchkey/internal/audit"
@@ -30,7 +31,7 @@ func (a *AuditStorage) Search(ctx context.Context, f audit.Filter) ([]audit.Entr
 	eq := func(col, v string) {
 		if v != "" {
 			where = append(where, col+" = ?")
-			args = append(args, v)
+			args = append(args, searchKey(v))
 		}
 	}
 	eq("contractor", f.Contractor)
@@ -46,42 +47,64 @@ func (a *AuditStorage) Search(ctx context.Context, f audit.Filter) ([]audit.Entr
 		where = append(where, "time < ?")
 		args = append(args, f.Until.UnixNano())
 	}
-	if f.Before > 0 {
-		where = append(where, "idx < ?")
-		args = append(args, f.Before)
-	}
-	q := "SELECT idx FROM audit_index"
+	q := "SELECT idx FROM audit_keys"
 	if !f.Since.IsZero() && !f.Until.IsZero() {
-		// A closed window: walk audit_by_time through it rather than
+		// A closed window: walk audit_keys_time through it rather than
 		// another index back from the newest record to the window's end.
-		q += " INDEXED BY audit_by_time"
+		q += " INDEXED BY audit_keys_time"
 	}
+	q += " WHERE idx < ?"
 	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+		q += " AND " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY idx DESC LIMIT ?"
-	args = append(args, limit)
-	idxs, err := queryInts(ctx, a.s.sr, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: audit search: %w", err)
+	before := f.Before
+	if before <= 0 {
+		before = math.MaxInt64
 	}
-	leaves, err := a.leavesAt(ctx, idxs)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: audit search: %w", err)
-	}
-	out := make([]audit.Entry, 0, len(idxs))
-	for _, idx := range idxs {
-		leaf, ok := leaves[idx]
-		if !ok {
-			return nil, fmt.Errorf("sqlite: audit search: record %d is indexed but missing from the log: %w", idx, audit.ErrMissing)
+	// The index narrows by hashes: keep the candidates whose record
+	// matches, and ask for more past the last one while a page came
+	// back full but left the answer short.
+	out := make([]audit.Entry, 0, limit)
+	for len(out) < limit {
+		want := max(limit-len(out), 64)
+		idxs, err := queryInts(ctx, a.s.sr, q, append(append([]any{before}, args...), want)...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: audit search: %w", err)
 		}
-		e := audit.Entry{Index: idx, Leaf: leaf}
-		if e.Record, err = audit.Decode(leaf); err != nil {
-			return nil, fmt.Errorf("sqlite: audit search: record %d: %w", idx, err)
+		leaves, err := a.leavesAt(ctx, idxs)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: audit search: %w", err)
 		}
-		out = append(out, e)
+		for _, idx := range idxs {
+			leaf, ok := leaves[idx]
+			if !ok {
+				return nil, fmt.Errorf("sqlite: audit search: record %d is indexed but missing from the log: %w", idx, audit.ErrMissing)
+			}
+			e := audit.Entry{Index: idx, Leaf: leaf}
+			if e.Record, err = audit.Decode(leaf); err != nil {
+				return nil, fmt.Errorf("sqlite: audit search: record %d: %w", idx, err)
+			}
+			if matches(e.Record, f) {
+				if out = append(out, e); len(out) == limit {
+					return out, nil
+				}
+			}
+		}
+		if len(idxs) < want {
+			break
+		}
+		before = idxs[len(idxs)-1]
 	}
 	return out, nil
+}
+
+// matches reports whether r has the fields f asks for.
+func matches(r audit.Record, f audit.Filter) bool {
+	eq := func(want, got string) bool { return want == "" || want == got }
+	return eq(f.Contractor, r.Contractor) && eq(f.TokenID, r.TokenID) && eq(f.Service, r.Service) &&
+		eq(f.Action, r.Action) && eq(f.Decision, r.Decision) &&
+		(f.Since.IsZero() || !r.Time.Before(f.Since)) && (f.Until.IsZero() || r.Time.Before(f.Until))
 }
 
 // queryInts runs q, which selects one integer column.
@@ -170,7 +193,7 @@ func (a *AuditStorage) CheckSearchColumns(ctx context.Context, size int64) error
 			if err != nil {
 				return &audit.VerifyError{Index: l.Index, Reason: "record does not decode: " + err.Error()}
 			}
-			if c != (indexCols{r.Time.UnixNano(), r.Actor, r.Action, r.Contractor, r.TokenID, r.Service, r.Decision}) {
+			if c != colsOf(r) {
 				return &audit.VerifyError{Index: l.Index, Reason: "search columns differ from the record (edited to hide it from search)"}
 			}
 		}
@@ -178,16 +201,26 @@ func (a *AuditStorage) CheckSearchColumns(ctx context.Context, size int64) error
 	return nil
 }
 
-// indexCols is one audit_index row without its index.
+// indexCols is one audit_keys row without its index.
 type indexCols struct {
 	time                                                int64
-	actor, action, contractor, token, service, decision string
+	contractor, token, service, action, decision, actor int64
+}
+
+// colsOf is what the indexer stores for r.
+func colsOf(r audit.Record) indexCols {
+	var t int64
+	if !r.Time.IsZero() {
+		t = r.Time.UnixNano()
+	}
+	return indexCols{t, searchKey(r.Contractor), searchKey(r.TokenID), searchKey(r.Service),
+		searchKey(r.Action), searchKey(r.Decision), searchKey(r.Actor)}
 }
 
 // indexRows reads the search index rows of records first..end-1.
 func (a *AuditStorage) indexRows(ctx context.Context, first, end int64) (map[int64]indexCols, error) {
-	rows, err := a.s.sr.QueryContext(ctx, `SELECT idx, time, actor, action, contractor, token_id, service, decision
-		FROM audit_index WHERE idx >= ? AND idx < ?`, first, end)
+	rows, err := a.s.sr.QueryContext(ctx, `SELECT idx, time, contractor, token_id, service, action, decision, actor
+		FROM audit_keys WHERE idx >= ? AND idx < ?`, first, end)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +229,7 @@ func (a *AuditStorage) indexRows(ctx context.Context, first, end int64) (map[int
 	for rows.Next() {
 		var idx int64
 		var c indexCols
-		if err := rows.Scan(&idx, &c.time, &c.actor, &c.action, &c.contractor, &c.token, &c.service, &c.decision); err != nil {
+		if err := rows.Scan(&idx, &c.time, &c.contractor, &c.token, &c.service, &c.action, &c.decision, &c.actor); err != nil {
 			return nil, err
 		}
 		out[idx] = c
