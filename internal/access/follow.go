@@ -61,19 +61,46 @@ func (a *Authority) Follow(ctx context.Context) (*Follower, error) {
 // Last returns the seq of the last feed entry the follower has applied.
 func (f *Follower) Last() int64 { return f.last.Load() }
 
-// Run steps every every until ctx is done, and prunes feed entries older
-// than FeedKeep when it starts and every hour. Errors are logged (a failed
-// step has dropped the cache) and the next tick tries again.
+// FeedWatcher is implemented by a store that can say at once that its
+// invalidation feed has grown (PostgreSQL: LISTEN/NOTIFY), so that a
+// follower steps within milliseconds of another process's change rather
+// than at its next poll.
+type FeedWatcher interface {
+	// WatchInvalidations returns a channel that receives a value soon
+	// after each commit that appends to the feed, and after anything that
+	// may have lost such news (a reconnection), until ctx is done. Values
+	// may be merged: the receiver reads the whole feed since its last step.
+	WatchInvalidations(ctx context.Context) <-chan struct{}
+}
+
+// Run steps every every until ctx is done, and at once whenever the
+// store, if it is a FeedWatcher, says the feed has grown (the polls then
+// only reconcile what a lost notification would miss). It prunes feed
+// entries older than FeedKeep when it starts and every hour. Errors are
+// logged (a failed step has dropped the cache) and the next tick tries
+// again.
 func (f *Follower) Run(ctx context.Context, every time.Duration) {
 	step := time.NewTicker(every)
 	defer step.Stop()
 	prune := time.NewTicker(pruneEvery)
 	defer prune.Stop()
+	var news <-chan struct{}
+	if w, ok := f.a.cfg.Store.(FeedWatcher); ok {
+		news = w.WatchInvalidations(ctx)
+	}
 	f.prune(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case _, ok := <-news:
+			if !ok {
+				news = nil // the watcher has stopped: polls only
+				continue
+			}
+			if err := f.Step(ctx); err != nil && ctx.Err() == nil {
+				f.a.cfg.Log.Error("access: cannot follow invalidations: dropped the token cache", "err", err)
+			}
 		case <-step.C:
 			if err := f.Step(ctx); err != nil && ctx.Err() == nil {
 				f.a.cfg.Log.Error("access: cannot follow invalidations: dropped the token cache", "err", err)
