@@ -57,6 +57,13 @@ func (c *cancelKeys) secret(id uint32) [4]byte {
 	return [4]byte{}
 }
 
+// get returns the key of process id, or nil.
+func (c *cancelKeys) get(id uint32) *cancelKey {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
 func (c *cancelKeys) remove(id uint32) {
 	c.mu.Lock()
 	delete(c.m, id)
@@ -73,6 +80,11 @@ func (s *Server) cancel(m *pgproto3.CancelRequest) {
 	if k == nil || len(m.SecretKey) != 4 || subtle.ConstantTimeCompare(k.secret[:], m.SecretKey) != 1 {
 		return
 	}
+	s.cancelUpstream(k)
+}
+
+// cancelUpstream sends the upstream a CancelRequest for session key k.
+func (s *Server) cancelUpstream(k *cancelKey) {
 	c, err := net.DialTimeout("tcp", k.addr, 5*time.Second)
 	if err != nil {
 		s.cfg.Log.Warn("pgwire: cannot forward a cancel request", "err", err)

@@ -43,9 +43,10 @@ type session struct {
 	statements int64
 	stmts      statements
 
-	endOnce   sync.Once
-	endReason string
-	endFatal  *pgproto3.ErrorResponse
+	terminated atomic.Bool // the client sent Terminate
+	endOnce    sync.Once
+	endReason  string
+	endFatal   *pgproto3.ErrorResponse
 }
 
 // connect opens the session upstream: the service's login for the
@@ -210,11 +211,19 @@ func endOf(ctx context.Context, id string) (string, *pgproto3.ErrorResponse) {
 
 // end ends the session once: it notes why, closes the upstream (which ends
 // downstream, which then sends msg to the client, if any, and closes it).
+// Unless the upstream ended the session, or the client did with Terminate,
+// the statement the upstream may still be running is cancelled: a backend
+// busy with a long statement would not notice its closed connection.
 func (ss *session) end(reason string, msg *pgproto3.ErrorResponse) {
 	ss.endOnce.Do(func() {
 		ss.endReason, ss.endFatal = reason, msg
 		ss.client.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		ss.up.Close()
+		if reason != "upstream_closed" && !ss.terminated.Load() {
+			if k := ss.srv.cancels.get(ss.key); k != nil {
+				go ss.srv.cancelUpstream(k)
+			}
+		}
 	})
 }
 
@@ -310,6 +319,7 @@ func (ss *session) upstream() (string, *pgproto3.ErrorResponse) {
 		}
 		ss.in.Add(int64(5 + len(f.body)))
 		if f.typ == 'X' {
+			ss.terminated.Store(true)
 			w.Flush()
 			return "client_closed", nil
 		}

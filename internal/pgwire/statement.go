@@ -110,7 +110,7 @@ type binding struct {
 type statements struct {
 	stmts   map[string][]string
 	portals map[string][]binding
-	syncs   int64        // sync points (Sync, Query, FunctionCall) sent
+	syncs   int64 // sync points (Sync, Query, FunctionCall) sent
 	// idleBelow is the count of ReadyForQuery messages, at the last idle one.
 	idleBelow atomic.Int64
 }
