@@ -58,6 +58,9 @@ func (s *switchAuditor) Append(ctx context.Context, recs ...audit.Record) (int64
 	return s.log.Append(ctx, recs...)
 }
 
+// listen, if set, wraps the listener of the next env (tests are not parallel).
+var listen func(net.Listener) net.Listener
+
 // env is a PostgreSQL gateway in front of a throwaway database, service
 // "pg", contractor alice with grants on it.
 type env struct {
@@ -74,7 +77,18 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...func(*pgwire.Config)) *env {
 	t.Helper()
-	db := pgwiretest.New(t)
+	return newGateway(t, pgwiretest.New(t), opts...)
+}
+
+// newBare is a gateway with contractor alice and her grants, but no
+// service and no PostgreSQL: for what is refused before any upstream.
+func newBare(t *testing.T, opts ...func(*pgwire.Config)) *env {
+	return newGateway(t, nil, opts...)
+}
+
+// newGateway is newEnv with db, or newBare without.
+func newGateway(t *testing.T, db *pgwiretest.DB, opts ...func(*pgwire.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
@@ -86,7 +100,7 @@ func newEnv(t *testing.T, opts ...func(*pgwire.Config)) *env {
 		t.Fatal(err)
 	}
 	box, _ := seal.New(key)
-	e := &env{db: db, st: st, clock: &clock{t: time.Now()}}
+	e := &env{st: st, clock: &clock{t: time.Now()}}
 	e.log = audit.New(st.Audit(sqlite.SyncNormal), audit.Config{})
 	e.aud = &switchAuditor{log: e.log}
 	if e.a, err = access.New(access.Config{Store: st, Box: box, Now: e.clock.Now, Audit: e.aud}); err != nil {
@@ -105,6 +119,9 @@ func newEnv(t *testing.T, opts ...func(*pgwire.Config)) *env {
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
+	if listen != nil {
+		ln = listen(ln)
+	}
 	go e.srv.Serve(ln)
 	t.Cleanup(func() {
 		e.srv.Close()
@@ -112,10 +129,16 @@ func newEnv(t *testing.T, opts ...func(*pgwire.Config)) *env {
 		e.log.Close()
 		st.Close()
 	})
-	if _, err := e.a.AddDatabaseService(ctx, root, "pg", db.Upstream(), access.DatabaseLogins{
-		Read:  access.DatabaseLogin{User: db.ReadUser, Password: db.ReadPassword},
-		Write: access.DatabaseLogin{User: db.WriteUser, Password: db.WritePassword},
-	}); err != nil {
+	e.db = db
+	upstream, logins := "postgres://127.0.0.1:1", access.DatabaseLogins{
+		Read: access.DatabaseLogin{User: "r", Password: "r"}, Write: access.DatabaseLogin{User: "w", Password: "w"}}
+	if db != nil {
+		upstream, logins = db.Upstream(), access.DatabaseLogins{
+			Read:  access.DatabaseLogin{User: db.ReadUser, Password: db.ReadPassword},
+			Write: access.DatabaseLogin{User: db.WriteUser, Password: db.WritePassword},
+		}
+	}
+	if _, err := e.a.AddDatabaseService(ctx, root, "pg", upstream, logins); err != nil {
 		t.Fatal(err)
 	}
 	now := e.clock.Now()

@@ -63,6 +63,12 @@ func decodeStartup(body []byte) (pgproto3.FrontendMessage, error) {
 		Decode([]byte) error
 	}
 	switch code {
+	case codeSSL, codeGSSEnc:
+		if len(body) != 4 {
+			return nil, fmt.Errorf("%w: encryption request of %d bytes", errProtocol, len(body))
+		}
+	}
+	switch code {
 	case codeSSL:
 		msg = &pgproto3.SSLRequest{}
 	case codeGSSEnc:
