@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -183,7 +185,8 @@ end). In this process, start the PostgreSQL gateway on loopback on a fresh
 store in a temporary directory with the audit log, and a second one without
 an audit log (target gateway-audit-off: what the per-statement audit commit
 costs). Then run pgbench (-n -c --clients -T --duration -M --protocol)
-against each target, select-only (-S, read role or read token) and the
+against each target (and a bare TCP relay, tcp-relay: the cost of any proxy
+on this machine), select-only (-S, read role or read token) and the
 default TPC-B-like transaction (write role or write token), the targets
 in rotated order every round. The table shows each target's median TPS and
 its share of the direct TPS. Progress goes to stderr, one line per run.`,
@@ -200,8 +203,21 @@ its share of the direct TPS. Progress goes to stderr, one line per run.`,
 	f.IntVar(&cfg.Scale, "scale", 10, "pgbench -i scale factor")
 	f.StringVar(&cfg.Protocol, "protocol", "simple", "pgbench -M: simple, extended or prepared")
 	f.DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger, "the audited gateway's --audit-linger, as serve's (0: no wait)")
+	var profile string
+	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of this process (the gateways) over the whole run to this file (go tool pprof)")
 	_ = c.MarkFlagRequired("dsn")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if profile != "" {
+			pf, err := os.Create(profile)
+			if err != nil {
+				return err
+			}
+			defer pf.Close()
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 		switch {
 		case cfg.Clients < 1 || cfg.Jobs < 1 || cfg.Rounds < 1 || cfg.Scale < 1 || cfg.Duration < time.Second:
 			return usagef("--clients, --jobs, --rounds and --scale must be positive, --duration at least 1s")

@@ -10,7 +10,8 @@
 // loopback on a fresh store in a temporary directory, with the real audit
 // log, and a second gateway on another fresh store without an audit log,
 // which says how much of the gateway's cost is the audit commit of each
-// statement. Each workload runs against each target for Config.Duration
+// statement, and a bare TCP relay (target tcp-relay), which says what any
+// userspace proxy costs on this machine. Each workload runs against each target for Config.Duration
 // per round, the targets in rotated order every round:
 //
 //   - select-only: pgbench -S, as the read role (direct) or with a read
@@ -77,6 +78,7 @@ type Config struct {
 // Targets of a run.
 const (
 	TargetDirect   = "direct"
+	TargetRelay    = "tcp-relay"
 	TargetGateway  = "gateway"
 	TargetAuditOff = "gateway-audit-off"
 )
@@ -132,7 +134,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer off.close()
-	targets := []string{TargetDirect, TargetGateway, TargetAuditOff}
+	relay, err := startRelay(db.addr)
+	if err != nil {
+		return nil, err
+	}
+	defer relay.Close()
+	targets := []string{TargetDirect, TargetRelay, TargetGateway, TargetAuditOff}
 	tps := map[[2]string][]float64{}
 	for round := range cfg.Rounds {
 		for _, wl := range []string{WorkloadSelect, WorkloadTPCB} {
@@ -143,6 +150,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			for _, tg := range order {
 				env := db.env(wl)
 				switch tg {
+				case TargetRelay:
+					host, port, _ := net.SplitHostPort(relay.Addr().String())
+					env = append(env, "PGHOST="+host, "PGPORT="+port) // later entries win
 				case TargetGateway:
 					env = on.env(wl)
 				case TargetAuditOff:
@@ -250,6 +260,37 @@ func pgbench(ctx context.Context, cfg Config, workload string, env []string) (fl
 		return 0, fmt.Errorf("pgbench printed no tps line:\n%s", out)
 	}
 	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// startRelay starts a bare TCP relay to addr on loopback (two io.Copy per
+// connection): the cost of any userspace proxy on this machine, which the
+// gateway cannot go below.
+func startRelay(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{})
+				go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite(); close(done) }()
+				io.Copy(c, up)
+				<-done
+			}()
+		}
+	}()
+	return ln, nil
 }
 
 // database is the throwaway database and its roles.
