@@ -189,7 +189,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return nil
+		}
 		s.sessions.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.sessions.Done()
 			s.handle(c)

@@ -12,19 +12,26 @@ import (
 	"latchkey/internal/usage"
 )
 
+// pgTLS is the PostgreSQL gateway's TLS config: the HTTP gateway's
+// certificate, without asking for client certificates. It must be made
+// before the HTTP gateway starts, which changes gwTLS (its NextProtos).
+func pgTLS(gwTLS *tls.Config) *tls.Config {
+	if gwTLS == nil {
+		return nil
+	}
+	tc := gwTLS.Clone()
+	tc.ClientAuth, tc.ClientCAs = tls.NoClientCert, nil
+	tc.NextProtos = []string{"postgresql"} // libpq 17+ offers this ALPN
+	return tc
+}
+
 // listenPG starts the PostgreSQL gateway on cfg.PGAddr, if set, writes
 // its address to the data directory file postgres.url and prints it. It
-// offers TLS with the HTTP gateway's certificate (gwTLS), without asking
-// for client certificates. The returned server's Close ends every session;
-// stop removes postgres.url. With no PGAddr, the server is an idle one.
-func listenPG(cfg Config, in *instance, rec *usage.Recorder, gwTLS *tls.Config, stdout io.Writer, errc chan<- error) (*pgwire.Server, func(), error) {
-	pcfg := pgwire.Config{Authority: in.a, Usage: rec, Log: cfg.Log}
-	if gwTLS != nil {
-		tc := gwTLS.Clone()
-		tc.ClientAuth, tc.ClientCAs = tls.NoClientCert, nil
-		tc.NextProtos = []string{"postgresql"} // libpq 17+ offers this ALPN
-		pcfg.TLS = tc
-	}
+// offers TLS with tc (see pgTLS). The returned server's Close ends every
+// session; stop removes postgres.url. With no PGAddr, the server is an
+// idle one.
+func listenPG(cfg Config, in *instance, rec *usage.Recorder, tc *tls.Config, stdout io.Writer, errc chan<- error) (*pgwire.Server, func(), error) {
+	pcfg := pgwire.Config{Authority: in.a, Usage: rec, Log: cfg.Log, TLS: tc}
 	srv, err := pgwire.New(pcfg)
 	if err != nil || cfg.PGAddr == "" {
 		return srv, func() {}, err

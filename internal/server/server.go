@@ -496,6 +496,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	}
 	streams, cutStreams := context.WithCancel(context.Background())
 	defer cutStreams()
+	pgTLS := pgTLS(gwTLS)
 	gw := gatewayServer(cfg, gwh, gwTLS)
 	gw.BaseContext = func(net.Listener) context.Context { return streams }
 	errc := make(chan error, 3)
@@ -512,7 +513,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 		return err
 	}
 	defer stopGateway()
-	pg, stopPG, err := listenPG(cfg, in, rec, gwTLS, stdout, errc)
+	pg, stopPG, err := listenPG(cfg, in, rec, pgTLS, stdout, errc)
 	if err != nil {
 		srv.Close()
 		gw.Close()
