@@ -68,6 +68,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"latchkey/internal/access"
 	"latchkey/internal/usage"
 )
@@ -89,6 +91,7 @@ const (
 	ReasonTLSRequired         = "tls_required"
 	ReasonUpstreamUnavailable = "upstream_unavailable"
 	ReasonInternal            = "internal_error"
+	ReasonRateLimited         = "rate_limited"
 )
 
 // Defaults of Config.
@@ -119,7 +122,14 @@ type Config struct {
 	// MaxMessage is the largest client message body relayed, in bytes.
 	// Default DefaultMaxMessage.
 	MaxMessage int
-	// Now is the clock for usage times and durations. Default time.Now.
+	// FailureRate and FailureBurst bound the failed authentications
+	// (wrong, unknown, expired or revoked tokens) per source address; past
+	// them, the source is refused (rate_limited) before its password is
+	// read. Zero: DefaultFailureRate, DefaultFailureBurst.
+	FailureRate  rate.Limit
+	FailureBurst int
+	// Now is the clock for usage times, durations and the failure limit.
+	// Default time.Now.
 	Now func() time.Time
 }
 
@@ -129,6 +139,7 @@ type Server struct {
 	ctx     context.Context // cancelled by Close: sessions end
 	stop    context.CancelFunc
 	cancels cancelKeys
+	fails   *failures
 
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
@@ -159,8 +170,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.FailureRate < 0 || cfg.FailureBurst < 0 {
+		return nil, errors.New("pgwire: negative failure limit")
+	}
+	if cfg.FailureRate == 0 {
+		cfg.FailureRate = DefaultFailureRate
+	}
+	if cfg.FailureBurst == 0 {
+		cfg.FailureBurst = DefaultFailureBurst
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, ctx: ctx, stop: stop, lns: make(map[net.Listener]struct{})}, nil
+	return &Server{cfg: cfg, ctx: ctx, stop: stop, lns: make(map[net.Listener]struct{}),
+		fails: newFailures(cfg.FailureRate, cfg.FailureBurst)}, nil
 }
 
 // Serve accepts connections on ln until Close; it returns nil after Close,

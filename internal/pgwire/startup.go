@@ -155,6 +155,8 @@ func (s *Server) open(cl *client, sm *pgproto3.StartupMessage) (*session, error)
 		r = refuse(codeInvalidCatalog, ReasonDatabaseInvalid, `database must be "SERVICE/DATABASE", e.g. "billing/invoices"`)
 	case sm.Parameters["replication"] != "" && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "0":
 		r = refuse(codeInvalidAuthSpec, ReasonScopeDenied, "replication connections are not allowed")
+	case s.fails.exhausted(cl.source, s.cfg.Now()):
+		r = refuse(codeTooManyConnections, ReasonRateLimited, "too many failed authentications from this address: slow down")
 	}
 	if r != nil {
 		return nil, s.deny(ctx, ss, r)
@@ -174,7 +176,11 @@ func (s *Server) open(cl *client, sm *pgproto3.StartupMessage) (*session, error)
 		ss.rec.TokenID = p.ID
 	}
 	if err != nil {
-		return nil, s.deny(ctx, ss, authRefusal(err))
+		r := authRefusal(err)
+		if r.code == codeInvalidPassword {
+			s.fails.fail(cl.source, s.cfg.Now())
+		}
+		return nil, s.deny(ctx, ss, r)
 	}
 	ss.tok = tok
 	if r := s.check(ss, tok, set, user); r != nil {

@@ -191,3 +191,26 @@ func TestMessageLimit(t *testing.T) {
 		t.Fatal("an oversized message was forwarded")
 	}
 }
+
+// TestFailureLimit: a source that keeps presenting bad tokens is refused
+// before its password is read, audited as rate_limited.
+func TestFailureLimit(t *testing.T) {
+	e := newBare(t, func(c *pgwire.Config) { c.FailureRate, c.FailureBurst = 0.001, 3 })
+	ctx := context.Background()
+	unknown := "lk_" + strings.Repeat("B", 50)
+	for i := range 3 {
+		_, err := pgconn.Connect(ctx, e.dsn("alice", unknown, "pg/app"))
+		if pe := pgErr(t, err); pe.Code != "28P01" {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	good, _ := e.issue(t, "pg:read:/app")
+	_, err := pgconn.Connect(ctx, e.dsn("alice", good, "pg/app"))
+	if pe := pgErr(t, err); pe.Code != "53300" || !hasReason(pe.Message, pgwire.ReasonRateLimited) {
+		t.Fatalf("after 3 failures: %v", err)
+	}
+	opens := e.find(t, pgwire.ActionSessionOpen)
+	if last := opens[len(opens)-1]; last.Reason != pgwire.ReasonRateLimited || last.Decision != audit.Deny {
+		t.Fatalf("audit: %+v", last)
+	}
+}

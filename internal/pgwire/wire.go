@@ -150,14 +150,15 @@ func encode(dst []byte, m pgproto3.BackendMessage) []byte {
 
 // SQLSTATE codes the gateway answers with.
 const (
-	codeInvalidPassword   = "28P01"
-	codeInvalidAuthSpec   = "28000"
-	codeInvalidCatalog    = "3D000"
-	codeProtocolViolation = "08P01"
-	codeConnectionFailure = "08006"
-	codeAdminShutdown     = "57P01"
-	codeSystemError       = "58000"
-	codeLimitExceeded     = "54000"
+	codeInvalidPassword    = "28P01"
+	codeInvalidAuthSpec    = "28000"
+	codeInvalidCatalog     = "3D000"
+	codeProtocolViolation  = "08P01"
+	codeConnectionFailure  = "08006"
+	codeAdminShutdown      = "57P01"
+	codeSystemError        = "58000"
+	codeLimitExceeded      = "54000"
+	codeTooManyConnections = "53300"
 )
 
 // fatal returns a FATAL ErrorResponse "latchkey: REASON: MSG".
