@@ -47,10 +47,10 @@ type client struct {
 
 // handle runs one connection: its start, then the session.
 func (s *Server) handle(c net.Conn) {
-	defer c.Close()
 	start := s.cfg.Now()
 	c.SetDeadline(start.Add(s.cfg.StartupTimeout))
 	cl := &client{conn: c, r: bufio.NewReaderSize(c, 8<<10)}
+	defer func() { cl.conn.Close() }() // the TLS connection after an upgrade
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		cl.source = ap.Addr().Unmap()
 	}
@@ -68,7 +68,7 @@ func (s *Server) handle(c net.Conn) {
 			s.cfg.Log.Error("pgwire: cannot open a session", "source", cl.source, "err", err)
 			r = refuse(codeSystemError, ReasonInternal, "internal error")
 		}
-		c.Write(encode(nil, fatal(r.code, r.reason, r.msg)))
+		cl.conn.Write(encode(nil, fatal(r.code, r.reason, r.msg)))
 		return
 	}
 	sess.run(start)

@@ -214,3 +214,15 @@ func TestFailureLimit(t *testing.T) {
 		t.Fatalf("audit: %+v", last)
 	}
 }
+
+// TestTLSRefusal: a refusal after the TLS upgrade is sent over TLS.
+func TestTLSRefusal(t *testing.T) {
+	e := newBare(t, func(c *pgwire.Config) { c.TLS = selfSigned(t) })
+	ctx, cancel := context.WithTimeout(context.Background(), liveness)
+	defer cancel()
+	dsn := strings.Replace(e.dsn("alice", "lk_bad", "pg/app"), "sslmode=disable", "sslmode=require", 1)
+	_, err := pgconn.Connect(ctx, dsn)
+	if pe := pgErr(t, err); pe.Code != "28P01" || !hasReason(pe.Message, "token_malformed") {
+		t.Fatalf("%v", err)
+	}
+}

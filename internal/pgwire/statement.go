@@ -16,8 +16,8 @@ import (
 
 // Limits on what a session tracks of the extended protocol.
 const (
-	maxStatements = 4096 // named prepared statements and portals, each
-	maxCandidates = 8    // texts one name may stand for (see statements)
+	maxStatements = 2048 // named prepared statements and portals, each
+	maxCandidates = 4    // texts one name may stand for (see statements)
 	// maxReason is the longest statement reason written: access caps
 	// every audit field at 1024 bytes.
 	maxReason = 1000
@@ -31,27 +31,54 @@ const (
 	KindFunction = "FunctionCall"
 )
 
+// sqlText is a statement's text as a session keeps it: its first
+// maxReason bytes (all a record can show) and the SHA-256 of all of it,
+// so that a session's memory does not grow with the texts it prepares.
+type sqlText struct {
+	head string
+	sum  [32]byte
+}
+
+func newSQLText(s string) sqlText {
+	t := sqlText{head: s, sum: sha256.Sum256([]byte(s))}
+	if len(s) > maxReason {
+		t.head = strings.Clone(s[:maxReason])
+	}
+	return t
+}
+
 // statement is what one db.statement record says.
 type statement struct {
 	kind    string
-	text    string // the statement's text, or several candidates (see statements)
+	texts   []sqlText // the statement's text, or several candidates (see statements)
 	nparams int
 	params  []byte // SHA-256 of the parameter values (see hashParams); nil without parameters
 }
 
 // reason formats a statement record's reason:
 //
-//	sql_sha256=HEX params=N [params_sha256=HEX] sql=TEXT
+//	sql_sha256=HEX[,HEX...] params=N [params_sha256=HEX] sql=TEXT
 //
-// sql_sha256 is the SHA-256 of the whole text; TEXT is cut, at a UTF-8
-// boundary, so that the reason fits maxReason bytes, and then ends with
-// "…[truncated]". params_sha256 is present when N > 0. Parameter values
-// themselves never appear.
+// sql_sha256 is the SHA-256 of the whole text (of each candidate, when
+// several may have run, TEXT then naming them all, separated by
+// " /* or */ "); TEXT is cut, at a UTF-8 boundary, so that the reason fits
+// maxReason bytes, and then ends with "…[truncated]". params_sha256 is
+// present when N > 0. Parameter values themselves never appear.
 func (st *statement) reason() string {
-	sum := sha256.Sum256([]byte(st.text))
 	var b strings.Builder
 	b.WriteString("sql_sha256=")
-	b.WriteString(hex.EncodeToString(sum[:]))
+	heads := make([]string, len(st.texts))
+	for i, t := range st.texts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(hex.EncodeToString(t.sum[:]))
+		heads[i] = t.head
+	}
+	text := strings.Join(heads, " /* or */ ")
+	if len(st.texts) > 1 {
+		text = "/* latchkey: one of these ran */ " + text
+	}
 	b.WriteString(" params=")
 	b.WriteString(strconv.Itoa(st.nparams))
 	if st.params != nil {
@@ -59,7 +86,7 @@ func (st *statement) reason() string {
 		b.WriteString(hex.EncodeToString(st.params))
 	}
 	b.WriteString(" sql=")
-	text := strings.ToValidUTF8(st.text, "\uFFFD")
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	const marker = "…[truncated]"
 	if room := maxReason - b.Len(); len(text) > room {
 		cut := room - len(marker)
@@ -93,7 +120,7 @@ func hashParams(values [][]byte) []byte {
 
 // binding is what a portal was bound from.
 type binding struct {
-	texts   []string // the candidate texts of its statement
+	texts   []sqlText // the candidate texts of its statement
 	nparams int
 	params  []byte
 	seq     int64 // sync points sent before the Bind
@@ -108,7 +135,7 @@ type binding struct {
 // less. A portal is known to be gone once a ReadyForQuery with status idle
 // answers a sync point sent after its Bind (idleBelow).
 type statements struct {
-	stmts   map[string][]string
+	stmts   map[string][]sqlText
 	portals map[string][]binding
 	syncs   int64 // sync points (Sync, Query, FunctionCall) sent
 	// idleBelow is the count of ReadyForQuery messages, at the last idle one.
@@ -126,7 +153,7 @@ func (s *statements) observe(f frame) (*statement, error) {
 			return nil, fmt.Errorf("invalid Query message")
 		}
 		s.syncs++
-		return &statement{kind: KindQuery, text: m.String}, nil
+		return &statement{kind: KindQuery, texts: []sqlText{newSQLText(m.String)}}, nil
 	case 'P':
 		var m pgproto3.Parse
 		if err := m.Decode(f.body); err != nil {
@@ -151,7 +178,7 @@ func (s *statements) observe(f frame) (*statement, error) {
 			return nil, fmt.Errorf("invalid FunctionCall message")
 		}
 		s.syncs++
-		st := &statement{kind: KindFunction, text: fmt.Sprintf("function call oid %d", m.Function), nparams: len(m.Arguments)}
+		st := &statement{kind: KindFunction, texts: []sqlText{newSQLText(fmt.Sprintf("function call oid %d", m.Function))}, nparams: len(m.Arguments)}
 		if len(m.Arguments) > 0 {
 			st.params = hashParams(m.Arguments)
 		}
@@ -178,17 +205,18 @@ func (s *statements) observe(f frame) (*statement, error) {
 // parse notes a Parse. The unnamed statement is always replaced
 // (PostgreSQL drops it first); a named one already known gains a
 // candidate.
-func (s *statements) parse(name, text string) error {
+func (s *statements) parse(name, query string) error {
 	if s.stmts == nil {
-		s.stmts = make(map[string][]string)
+		s.stmts = make(map[string][]sqlText)
 	}
+	text := newSQLText(query)
 	old, ok := s.stmts[name]
 	switch {
 	case name == "" || !ok:
 		if !ok && len(s.stmts) >= maxStatements {
 			return fmt.Errorf("more than %d prepared statements: close some", maxStatements)
 		}
-		s.stmts[name] = []string{text}
+		s.stmts[name] = []sqlText{text}
 	case len(old) >= maxCandidates:
 		return fmt.Errorf("prepared statement %q parsed %d times without Close", name, maxCandidates)
 	default:
@@ -204,7 +232,7 @@ func (s *statements) bind(m *pgproto3.Bind) error {
 	}
 	texts, ok := s.stmts[m.PreparedStatement]
 	if !ok {
-		texts = []string{fmt.Sprintf("(prepared statement %q, not parsed by this session's protocol messages: see its PREPARE)", m.PreparedStatement)}
+		texts = []sqlText{newSQLText(fmt.Sprintf("(prepared statement %q, not parsed by this session's protocol messages: see its PREPARE)", m.PreparedStatement))}
 	}
 	b := binding{texts: texts, nparams: len(m.Parameters), seq: s.syncs}
 	if len(m.Parameters) > 0 {
@@ -236,27 +264,21 @@ func (s *statements) bind(m *pgproto3.Bind) error {
 func (s *statements) execute(portal string) *statement {
 	bs := s.portals[portal]
 	if len(bs) == 0 {
-		return &statement{kind: KindExecute, text: fmt.Sprintf("(portal %q, not bound by this session's protocol messages: a cursor?)", portal)}
+		return &statement{kind: KindExecute, texts: []sqlText{newSQLText(fmt.Sprintf("(portal %q, not bound by this session's protocol messages: a cursor?)", portal))}}
 	}
-	if len(bs) == 1 && len(bs[0].texts) == 1 {
-		return &statement{kind: KindExecute, text: bs[0].texts[0], nparams: bs[0].nparams, params: bs[0].params}
+	if len(bs) == 1 {
+		return &statement{kind: KindExecute, texts: bs[0].texts, nparams: bs[0].nparams, params: bs[0].params}
 	}
-	// Several candidates: name them all, with each binding's parameters.
-	var text strings.Builder
-	text.WriteString("/* latchkey: one of these ran */ ")
+	// Several bindings: name every text, with a hash of all parameters.
 	h := sha256.New()
+	st := &statement{kind: KindExecute}
 	n := 0
-	for i, b := range bs {
-		for j, t := range b.texts {
-			if i+j > 0 {
-				text.WriteString(" /* or */ ")
-			}
-			text.WriteString(t)
-		}
+	for _, b := range bs {
+		st.texts = append(st.texts, b.texts...)
 		h.Write(b.params)
 		n += b.nparams
 	}
-	st := &statement{kind: KindExecute, text: text.String(), nparams: n}
+	st.nparams = n
 	if n > 0 {
 		st.params = h.Sum(nil)
 	}
