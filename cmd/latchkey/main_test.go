@@ -76,6 +76,14 @@ func TestScripts(t *testing.T) {
 			"waitout":     cmdWaitout,
 			"leakkey":     cmdLeakkey,
 			"leakpost":    cmdLeakpost,
+			"pgsetup":     cmdPgsetup,
+			"waitpg":      cmdWaitpg,
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "pg" {
+				return pgCondition()
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 	})
 }

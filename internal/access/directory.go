@@ -214,6 +214,9 @@ func (a *Authority) Services(ctx context.Context) ([]store.Service, error) {
 // Credential opens a service's sealed credential headers. Only the gateway
 // may call it; nothing it returns is ever shown to a client.
 func (a *Authority) Credential(s store.Service) ([]Header, error) {
+	if ServiceKind(s.Upstream) != KindHTTP {
+		return nil, fmt.Errorf("service %q is not an HTTP service", s.Name)
+	}
 	plain, err := a.cfg.Box.Open(s.SealedCredential, []byte(s.Name))
 	if err != nil {
 		return nil, fmt.Errorf("failed to open credential of service %q: %w", s.Name, err)
@@ -226,8 +229,16 @@ func (a *Authority) Credential(s store.Service) ([]Header, error) {
 }
 
 // CredentialNames returns the names (never the values) of a service's
-// injected headers.
+// injected headers; for a postgres service, "read:ROLE" and "write:ROLE"
+// (role names are not secret; passwords never appear).
 func (a *Authority) CredentialNames(s store.Service) ([]string, error) {
+	if ServiceKind(s.Upstream) == KindPostgres {
+		l, err := a.DatabaseCredential(s)
+		if err != nil {
+			return nil, err
+		}
+		return []string{"read:" + l.Read.User, "write:" + l.Write.User}, nil
+	}
 	hs, err := a.Credential(s)
 	if err != nil {
 		return nil, err
@@ -267,6 +278,8 @@ func validUpstream(raw string) error {
 		return refuse(ReasonInvalid, "invalid upstream URL: want an absolute http or https URL")
 	case u.User != nil:
 		return refuse(ReasonInvalid, "invalid upstream URL: credentials in the URL are not allowed; use --credential-header")
+	case ServiceKind(raw) == KindPostgres:
+		return refuse(ReasonInvalid, "invalid upstream URL: a postgres service needs its read and write logins (service add --read-user ... --write-user ...)")
 	case u.Scheme != "http" && u.Scheme != "https":
 		return refuse(ReasonInvalid, "invalid upstream URL: scheme must be http or https")
 	case u.Host == "":

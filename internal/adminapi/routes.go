@@ -123,6 +123,9 @@ func (s *Server) addService(ctx context.Context, c caller, r *http.Request) (int
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
+	if in.DatabaseLogins != nil || access.ServiceKind(in.Upstream) == access.KindPostgres {
+		return s.addDatabaseService(ctx, c, in)
+	}
 	svc, err := s.cfg.Authority.AddService(ctx, c.actor(), in.Name, in.Upstream, in.CredentialHeaders, in.PrivateHeaders...)
 	if err != nil {
 		return 0, nil, err
@@ -132,6 +135,22 @@ func (s *Server) addService(ctx context.Context, c caller, r *http.Request) (int
 		names[i] = h.Name
 	}
 	return 201, Service{svc.Name, svc.Upstream, names, nonNil(svc.PrivateHeaders), svc.CreatedAt, svc.CreatedBy}, nil
+}
+
+// addDatabaseService registers a postgres service (see NewService.DatabaseLogins).
+func (s *Server) addDatabaseService(ctx context.Context, c caller, in NewService) (int, any, error) {
+	if len(in.CredentialHeaders) > 0 || len(in.PrivateHeaders) > 0 {
+		return 0, nil, &access.Error{Reason: access.ReasonInvalid, Msg: "a postgres service takes database_logins, not credential or private headers"}
+	}
+	if in.DatabaseLogins == nil {
+		return 0, nil, &access.Error{Reason: access.ReasonInvalid, Msg: "a postgres service needs database_logins (read and write)"}
+	}
+	svc, err := s.cfg.Authority.AddDatabaseService(ctx, c.actor(), in.Name, in.Upstream, *in.DatabaseLogins)
+	if err != nil {
+		return 0, nil, err
+	}
+	o, err := s.toService(svc)
+	return 201, o, err
 }
 
 // nonNil returns l, or an empty list for nil (JSON [] rather than null).

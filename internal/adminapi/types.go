@@ -67,6 +67,10 @@ type NewService struct {
 	// PrivateHeaders are request headers the gateway removes from every
 	// request it forwards to the service.
 	PrivateHeaders []string `json:"private_headers,omitempty"`
+	// DatabaseLogins are the read and write logins of a postgres service
+	// (upstream postgres://...): sealed like credential headers, never
+	// returned. Required for a postgres service, refused for others.
+	DatabaseLogins *access.DatabaseLogins `json:"database_logins,omitempty"`
 }
 
 // Grant allows a contractor scopes until ExpiresAt.

@@ -4,16 +4,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"latchkey/internal/audit"
 	"latchkey/internal/loadgen"
+	"latchkey/internal/pgload"
 )
 
 func benchCmd() *cobra.Command {
-	return group("bench", "Measure latchkey on this machine", benchGatewayCmd())
+	return group("bench", "Measure latchkey on this machine", benchGatewayCmd(), benchPGCmd())
 }
 
 func benchGatewayCmd() *cobra.Command {
@@ -167,3 +170,87 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float6
 
 // mib formats a size in bytes in MiB.
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func benchPGCmd() *cobra.Command {
+	var cfg pgload.Config
+	c := &cobra.Command{
+		Use:   "pg --dsn postgres://SUPERUSER@HOST:PORT/postgres [--clients N] [--duration D] [--rounds N] [--scale N] [--protocol simple|extended|prepared] [--output json]",
+		Short: "Run pgbench straight to PostgreSQL and through the PostgreSQL gateway, and print the ratios",
+		Long: `On the PostgreSQL server of --dsn (a superuser), create a throwaway database
+filled by pgbench -i --scale, a read role and a write role (dropped at the
+end). In this process, start the PostgreSQL gateway on loopback on a fresh
+store in a temporary directory with the audit log, and a second one without
+an audit log (target gateway-audit-off: what the per-statement audit commit
+costs). Then run pgbench (-n -c --clients -T --duration -M --protocol)
+against each target (and a bare TCP relay, tcp-relay: the cost of any proxy
+on this machine), select-only (-S, read role or read token) and the
+default TPC-B-like transaction (write role or write token), the targets
+in rotated order every round. The table shows each target's median TPS and
+its share of the direct TPS. Progress goes to stderr, one line per run.`,
+		Args: cobra.NoArgs,
+	}
+	out := addOutput(c, formatTable, formatJSON)
+	f := c.Flags()
+	f.StringVar(&cfg.DSN, "dsn", "", "PostgreSQL superuser URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	f.StringVar(&cfg.PGBench, "pgbench", "", "pgbench binary (default: on PATH, else /usr/lib/postgresql/*/bin/pgbench)")
+	f.IntVar(&cfg.Clients, "clients", 8, "pgbench -c: concurrent sessions")
+	f.IntVar(&cfg.Jobs, "jobs", 4, "pgbench -j: client threads")
+	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "pgbench -T per target per round (whole seconds)")
+	f.IntVar(&cfg.Rounds, "rounds", 3, "rounds of interleaved runs")
+	f.IntVar(&cfg.Scale, "scale", 10, "pgbench -i scale factor")
+	f.StringVar(&cfg.Protocol, "protocol", "simple", "pgbench -M: simple, extended or prepared")
+	f.DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger, "the audited gateway's --audit-linger, as serve's (0: no wait)")
+	var profile string
+	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of this process (the gateways) over the whole run to this file (go tool pprof)")
+	_ = c.MarkFlagRequired("dsn")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if profile != "" {
+			pf, err := os.Create(profile)
+			if err != nil {
+				return err
+			}
+			defer pf.Close()
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		switch {
+		case cfg.Clients < 1 || cfg.Jobs < 1 || cfg.Rounds < 1 || cfg.Scale < 1 || cfg.Duration < time.Second:
+			return usagef("--clients, --jobs, --rounds and --scale must be positive, --duration at least 1s")
+		case cfg.Protocol != "simple" && cfg.Protocol != "extended" && cfg.Protocol != "prepared":
+			return usagef("--protocol %q: want simple, extended or prepared", cfg.Protocol)
+		case cfg.AuditLinger < 0 || cfg.AuditLinger > time.Second:
+			return usagef("--audit-linger %s: want 0 to 1s", cfg.AuditLinger)
+		case cfg.AuditLinger == 0:
+			cfg.AuditLinger = -1 // audit.Config: no wait
+		}
+		cfg.Jobs = min(cfg.Jobs, cfg.Clients)
+		cfg.Progress = cmd.ErrOrStderr()
+		rep, err := pgload.Run(cmd.Context(), cfg)
+		if err != nil {
+			return err
+		}
+		if out.json() {
+			return writeJSON(cmd.OutOrStdout(), rep)
+		}
+		t := newTable(cmd.OutOrStdout(), "WORKLOAD", "TARGET", "TPS", "X DIRECT", "ROUNDS")
+		for _, r := range rep.Results {
+			rounds := ""
+			for i, v := range r.Rounds {
+				if i > 0 {
+					rounds += " "
+				}
+				rounds += fmt.Sprintf("%.0f", v)
+			}
+			t.row(r.Workload, r.Target, fmt.Sprintf("%.0f", r.TPS), fmt.Sprintf("%.2f", r.XDirect), rounds)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "pgbench -c %d -T %s -M %s, scale %d, %d rounds; medians\n",
+			rep.Clients, rep.Duration, rep.Protocol, rep.Scale, rep.Rounds)
+		return err
+	}
+	return c
+}

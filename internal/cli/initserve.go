@@ -72,13 +72,19 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--pg-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
 initialized first and the first admin token is printed once on stdout. Once
 listening, the base URLs are written to DIR/admin.url and DIR/gateway.url
 (removed on shutdown).
+
+With --pg-addr, a PostgreSQL gateway listens there too (its address is
+written to DIR/postgres.url): psql and other clients connect with user =
+contractor, password = token, database = "SERVICE/DATABASE" of a postgres
+service. It offers TLS with the gateway's certificate (--gateway-tls-cert
+or --gateway-tls-dev); without one it listens only on loopback.
 
 The gateway serves each service NAME at /NAME/... . Off a loopback address
 it needs --gateway-tls-cert and --gateway-tls-key, as the admin API needs
@@ -133,6 +139,7 @@ and revokes each reported token at once.`,
 	c.Flags().StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:7370", "listen address of the admin API (port 0: any free port)")
 	c.Flags().StringVar(&maxTTL, "max-ttl", "", "longest lifetime of any token (default 30d)")
 	c.Flags().StringVar(&cfg.GatewayAddr, "gateway-addr", server.DefaultGatewayAddr, "listen address of the gateway (port 0: any free port)")
+	c.Flags().StringVar(&cfg.PGAddr, "pg-addr", "", "listen address of the PostgreSQL gateway, e.g. "+server.SuggestedPGAddr+" (port 0: any free port; empty: off); off loopback it needs the gateway's TLS flags")
 	c.Flags().StringVar(&cfg.GatewayTLSCert, "gateway-tls-cert", "", "PEM certificate: serve the gateway over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.GatewayTLSKey, "gateway-tls-key", "", "PEM private key for --gateway-tls-cert")
 	c.Flags().BoolVar(&cfg.GatewayTLSDev, "gateway-tls-dev", false, "serve the gateway over HTTPS with a self-signed development certificate kept in the data directory (its fingerprint is printed)")

@@ -20,14 +20,25 @@ func serviceCmd(g *globals) *cobra.Command {
 func serviceAddCmd(g *globals) *cobra.Command {
 	var upstream string
 	var headers, private []string
+	var db dbFlags
 	c := &cobra.Command{
-		Use:   "add NAME --upstream URL [--credential-header 'H: V' ...] [--private-header H ...]",
+		Use:   "add NAME --upstream URL [--credential-header 'H: V' ...] [--private-header H ...] | add NAME --upstream postgres://HOST:PORT --read-user U --read-password @FILE --write-user U --write-password @FILE",
 		Short: "Register an upstream service",
 		Long: `Register an upstream service. The gateway serves it at /NAME/... and adds each
 --credential-header to the requests it forwards. Credential values are kept
 encrypted and are never shown again by any command. Each --private-header
 is removed from every request the gateway forwards to the service (a
-cookie, or an identity header the upstream trusts).`,
+cookie, or an identity header the upstream trusts).
+
+An upstream postgres://HOST[:PORT][?sslmode=MODE] registers a PostgreSQL
+service, reached through serve's PostgreSQL gateway (--pg-addr) with the
+database "NAME/DATABASE". It takes two upstream logins: --read-user, a role
+with only read privileges (SELECT), used for sessions of read scopes
+(NAME:read:/DATABASE), and --write-user, used for write scopes
+(NAME:write:/DATABASE). Read-only is enforced by PostgreSQL's own
+privileges. Passwords are sealed like credential headers; give them as
+@FILE, or @- to read stdin (when both are @-, stdin holds the read
+password on its first line and the write password on its second).`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := addOutput(c, formatText, formatJSON)
@@ -35,9 +46,29 @@ cookie, or an identity header the upstream trusts).`,
 	c.Flags().StringArrayVar(&headers, "credential-header", nil,
 		"header the gateway injects, as 'Name: value', or @FILE / @- to read 'Name: value' lines from a file or stdin, keeping the secret out of argv (repeatable)")
 	c.Flags().StringArrayVar(&private, "private-header", nil, "request header the gateway removes before forwarding to this service (repeatable)")
+	c.Flags().StringVar(&db.readUser, "read-user", "", "postgres service: upstream role with only read privileges, for read scopes")
+	c.Flags().StringVar(&db.readPassword, "read-password", "", "postgres service: the read role's password, as @FILE or @- (stdin); a literal value would stay in shell history")
+	c.Flags().StringVar(&db.writeUser, "write-user", "", "postgres service: upstream role for write scopes")
+	c.Flags().StringVar(&db.writePassword, "write-password", "", "postgres service: the write role's password, as @FILE or @- (stdin)")
 	_ = c.MarkFlagRequired("upstream")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		ns := adminapi.NewService{Name: args[0], Upstream: upstream, PrivateHeaders: private}
+		if db.set() {
+			if len(headers) > 0 || len(private) > 0 {
+				return usagef("a postgres service takes --read-user and --write-user, not --credential-header or --private-header")
+			}
+			logins, err := db.logins(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			ns.DatabaseLogins = logins
+			return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Service, error) {
+				return c.AddService(ctx, ns)
+			}, func(w io.Writer, s adminapi.Service) error {
+				_, err := fmt.Fprintf(w, "added postgres service %s\n", oneLine(s.Name))
+				return err
+			})
+		}
 		hs, err := readHeaders(cmd.InOrStdin(), headers)
 		if err != nil {
 			return err
@@ -170,4 +201,67 @@ func validFieldName(s string) bool {
 		}
 	}
 	return true
+}
+
+// dbFlags are the login flags of a postgres service.
+type dbFlags struct {
+	readUser, readPassword, writeUser, writePassword string
+}
+
+func (f *dbFlags) set() bool {
+	return f.readUser != "" || f.readPassword != "" || f.writeUser != "" || f.writePassword != ""
+}
+
+// logins reads the two logins. Passwords come from @FILE or @- (stdin);
+// when both are @-, stdin's first line is the read password and its
+// second the write password. A trailing newline is not part of a
+// password. Errors never contain a password.
+func (f *dbFlags) logins(stdin io.Reader) (*access.DatabaseLogins, error) {
+	if f.readUser == "" || f.writeUser == "" || f.readPassword == "" || f.writePassword == "" {
+		return nil, usagef("a postgres service needs --read-user, --read-password, --write-user and --write-password")
+	}
+	var stdinLines []string
+	if f.readPassword == "@-" && f.writePassword == "@-" {
+		text, err := readSmall(stdin, "-")
+		if err != nil {
+			return nil, err
+		}
+		stdinLines = strings.Split(strings.TrimRight(strings.ReplaceAll(text, "\r\n", "\n"), "\n"), "\n")
+		if len(stdinLines) != 2 {
+			return nil, usagef("--read-password @- --write-password @-: stdin must hold two lines, the read password then the write password")
+		}
+	}
+	read, err := password("read", f.readPassword, stdin, stdinLines, 0)
+	if err != nil {
+		return nil, err
+	}
+	write, err := password("write", f.writePassword, stdin, stdinLines, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &access.DatabaseLogins{
+		Read:  access.DatabaseLogin{User: f.readUser, Password: read},
+		Write: access.DatabaseLogin{User: f.writeUser, Password: write},
+	}, nil
+}
+
+// password reads one --X-password value: @FILE, @- or (discouraged) the
+// literal value.
+func password(what, v string, stdin io.Reader, lines []string, i int) (string, error) {
+	path, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		return v, nil
+	}
+	if lines != nil {
+		return lines[i], nil
+	}
+	text, err := readSmall(stdin, path)
+	if err != nil {
+		return "", fmt.Errorf("--%s-password: %w", what, err)
+	}
+	text = strings.TrimSuffix(strings.TrimSuffix(text, "\n"), "\r")
+	if text == "" || strings.ContainsAny(text, "\n\x00") {
+		return "", usagef("--%s-password @%s: want one line holding the password", what, path)
+	}
+	return text, nil
 }

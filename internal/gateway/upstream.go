@@ -78,6 +78,10 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
+	if access.ServiceKind(svc.Upstream) != access.KindHTTP {
+		// A postgres service is reached through the PostgreSQL gateway only.
+		return nil, &access.Error{Reason: access.ReasonNotFound, Msg: "no such HTTP service"}
+	}
 	creds, err := h.cfg.Authority.Credential(svc)
 	if err != nil {
 		return nil, err

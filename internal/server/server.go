@@ -12,6 +12,8 @@
 //	seal.key       32-byte AES-256-GCM key for service credentials, 0600
 //	admin.url      the admin API base URL while serve runs
 //	gateway.url    the gateway base URL while serve runs
+//	postgres.url   the PostgreSQL gateway's address, postgres://HOST:PORT,
+//	               while serve runs with --pg-addr
 //	gateway-dev.crt, gateway-dev.key  the gateway's development certificate
 //	               and key (serve --gateway-tls-dev), 0600
 package server
@@ -56,12 +58,17 @@ const (
 	addrFile = "admin.url"
 	// gatewayFile holds the gateway's URL while serve runs with a gateway.
 	gatewayFile = "gateway.url"
+	// pgFile holds the PostgreSQL gateway's address while serve runs with one.
+	pgFile = "postgres.url"
 )
 
 // Default listen addresses.
 const (
 	DefaultAdminAddr   = "127.0.0.1:7370"
 	DefaultGatewayAddr = "127.0.0.1:7380"
+	// SuggestedPGAddr is the conventional PostgreSQL gateway address; the
+	// PostgreSQL gateway is off unless Config.PGAddr is set.
+	SuggestedPGAddr = "127.0.0.1:7372"
 )
 
 // DefaultStreamDrain is Config.StreamDrain's default.
@@ -119,6 +126,12 @@ type Config struct {
 	// DPoPWindow is how far a DPoP proof's iat may be from the gateway's
 	// clock. Zero: dpop.DefaultWindow.
 	DPoPWindow time.Duration
+	// PGAddr, if set, is where the PostgreSQL gateway listens (package
+	// pgwire; port 0: any free port). It offers TLS with the gateway's
+	// certificate (GatewayTLSCert or GatewayTLSDev); without one it must
+	// be a loopback address, and refuses passwords from other hosts.
+	// Empty: no PostgreSQL gateway.
+	PGAddr string
 	// TrustedProxies are networks whose X-Forwarded-For the gateway
 	// believes. Default none.
 	TrustedProxies []netip.Prefix
@@ -353,6 +366,10 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.PGAddr != "" && gwTLS == nil && !loopback(cfg.PGAddr) {
+		return fmt.Errorf("refusing to serve the PostgreSQL gateway without TLS on %s: tokens would cross the network in clear; "+
+			"listen on a loopback address or give --gateway-tls-cert and --gateway-tls-key (or --gateway-tls-dev)", cfg.PGAddr)
+	}
 	leakKeys, err := loadLeakKeys(cfg.LeakKeys)
 	if err != nil {
 		return err
@@ -493,9 +510,10 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	}
 	streams, cutStreams := context.WithCancel(context.Background())
 	defer cutStreams()
+	pgTLS := pgTLS(gwTLS)
 	gw := gatewayServer(cfg, gwh, gwTLS)
 	gw.BaseContext = func(net.Listener) context.Context { return streams }
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	stopAdmin, err := listen(cfg, "admin API", srv, cfg.AdminAddr, tlsCfg, addrFile, stdout, errc)
 	if err != nil {
 		rec.Close(context.Background())
@@ -509,6 +527,14 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 		return err
 	}
 	defer stopGateway()
+	pg, stopPG, err := listenPG(cfg, in, rec, pgTLS, stdout, errc)
+	if err != nil {
+		srv.Close()
+		gw.Close()
+		rec.Close(context.Background())
+		return err
+	}
+	defer stopPG()
 	if gatewayPublicURL(cfg) == "" {
 		cfg.Log.Warn("gateway: no public URL (--gateway-addr has no fixed host and port): DPoP proofs are checked against each request's Host header; set --gateway-public-url")
 	}
@@ -521,6 +547,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	if err != nil {
 		srv.Close()
 		gw.Close()
+		pg.Close()
 		rec.Close(context.Background())
 		return err
 	}
@@ -529,6 +556,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 	case err := <-errc:
 		srv.Close()
 		gw.Close()
+		pg.Close()
 		rec.Close(context.Background())
 		return fmt.Errorf("listener stopped: %w", err)
 	case <-ctx.Done():
@@ -548,7 +576,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 		}
 		cutStreams()
 	}()
-	err = errors.Join(srv.Shutdown(sctx), gw.Shutdown(sctx))
+	err = errors.Join(srv.Shutdown(sctx), gw.Shutdown(sctx), pg.Close())
 	close(drained)
 	if ferr := rec.Close(sctx); ferr != nil {
 		cfg.Log.Error("final usage flush failed", "err", ferr)
