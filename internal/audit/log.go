@@ -152,6 +152,7 @@ func New(st Storage, cfg Config) *Log {
 	c := &committer{st: st, size: -1}
 	if q, ok := st.(Queue); ok {
 		l.q = q
+		l.linger = 0 // an Enqueue is cheap: no wait for more
 		l.delay = cfg.IntegrateDelay
 		if l.delay <= 0 {
 			l.delay = DefaultIntegrateDelay

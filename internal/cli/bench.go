@@ -199,7 +199,7 @@ its share of the direct TPS. Progress goes to stderr, one line per run.`,
 	f.IntVar(&cfg.Rounds, "rounds", 3, "rounds of interleaved runs")
 	f.IntVar(&cfg.Scale, "scale", 10, "pgbench -i scale factor")
 	f.StringVar(&cfg.Protocol, "protocol", "simple", "pgbench -M: simple, extended or prepared")
-	f.DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger, "the audited gateway's --audit-linger, as serve's (0: no wait)")
+	f.DurationVar(&cfg.AuditDelay, "audit-delay", audit.DefaultIntegrateDelay, "the audited gateway's --audit-delay, as serve's")
 	var profile string
 	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of this process (the gateways) over the whole run to this file (go tool pprof)")
 	_ = c.MarkFlagRequired("dsn")
@@ -220,10 +220,8 @@ its share of the direct TPS. Progress goes to stderr, one line per run.`,
 			return usagef("--clients, --jobs, --rounds and --scale must be positive, --duration at least 1s")
 		case cfg.Protocol != "simple" && cfg.Protocol != "extended" && cfg.Protocol != "prepared":
 			return usagef("--protocol %q: want simple, extended or prepared", cfg.Protocol)
-		case cfg.AuditLinger < 0 || cfg.AuditLinger > time.Second:
-			return usagef("--audit-linger %s: want 0 to 1s", cfg.AuditLinger)
-		case cfg.AuditLinger == 0:
-			cfg.AuditLinger = -1 // audit.Config: no wait
+		case cfg.AuditDelay < time.Millisecond || cfg.AuditDelay > time.Second:
+			return usagef("--audit-delay %s: want 1ms to 1s", cfg.AuditDelay)
 		}
 		cfg.Jobs = min(cfg.Jobs, cfg.Clients)
 		cfg.Progress = cmd.ErrOrStderr()

@@ -72,7 +72,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--pg-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-linger D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
+		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--pg-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-delay D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is

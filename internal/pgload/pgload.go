@@ -67,8 +67,9 @@ type Config struct {
 	Scale int
 	// Protocol is pgbench's -M: simple, extended or prepared. Default simple.
 	Protocol string
-	// AuditLinger is the audited gateway's audit.Config.Linger.
-	AuditLinger time.Duration
+	// AuditDelay is the audited gateway's audit.Config.IntegrateDelay, as
+	// serve --audit-delay sets it (0: audit.DefaultIntegrateDelay).
+	AuditDelay time.Duration
 	// Progress, if set, gets one line per pgbench run.
 	Progress io.Writer
 	// Log is the gateways' application log. Default: discarded.
@@ -393,6 +394,7 @@ type gateway struct {
 	dir         string
 	st          *sqlite.Store
 	log         *audit.Log
+	queue       *sqlite.QueuedAudit
 	use         *usage.Recorder
 	srv         *pgwire.Server
 	host, port  string
@@ -429,7 +431,11 @@ func (g *gateway) start(ctx context.Context, cfg Config, db *database, audited b
 	}
 	acfg := access.Config{Store: st, Box: box, Log: cfg.Log}
 	if audited {
-		g.log = audit.New(st.Audit(sqlite.SyncNormal), audit.Config{Linger: cfg.AuditLinger})
+		// The queued audit log, as serve has it.
+		if g.queue, err = st.QueuedAudit(ctx, sqlite.SyncNormal); err != nil {
+			return err
+		}
+		g.log = audit.New(g.queue, audit.Config{IntegrateDelay: cfg.AuditDelay})
 		acfg.Audit = g.log
 	}
 	a, err := access.New(acfg)
@@ -492,6 +498,9 @@ func (g *gateway) close() {
 	}
 	if g.log != nil {
 		g.log.Close()
+	}
+	if g.queue != nil {
+		g.queue.Close()
 	}
 	if g.st != nil {
 		g.st.Close()
