@@ -22,7 +22,7 @@ func benchCmd() *cobra.Command {
 func benchGatewayCmd() *cobra.Command {
 	var cfg loadgen.Config
 	c := &cobra.Command{
-		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--output json]",
+		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--paced=false | --rate N | --rate-share F] [--output json]",
 		Short: "Load the gateway against a bare reverse proxy and print the ratios",
 		Long: `Start on loopback, in this process, an upstream, a bare httputil.ReverseProxy
 in front of it and the gateway in front of it, once with the audit log and
@@ -49,6 +49,17 @@ The table shows, per target, requests per second, p50 and p99 latency (the
 medians over the rounds), failed requests, throughput as a multiple of the
 bare proxy's, p99 added to the bare proxy's, and for the gateways the share
 of token authentications their cache answered (the rest read the store).
+These closed-loop rounds saturate the machine: there, latency is mostly
+queueing, the inverse of throughput.
+
+With --paced (the default), the same rounds follow at one fixed rate for
+every target but gateway-dpop, --rate requests per second or --rate-share
+(0.5) of the bare proxy's closed-loop throughput, spread evenly over the
+connections, each request sent at its scheduled time (or at once if the
+one before it on its connection is late). Latency is measured from the
+scheduled time, so that a stall counts for every request it holds up
+(no coordinated omission): the latency a client sees at that load. A
+second table shows it, with the p99 added to the bare proxy's.
 
 Below it, the process's memory once the audited gateway has cached every
 token: to show the steady state rather than the garbage of creating the
@@ -72,10 +83,16 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.DurationVar(&cfg.AuditDelay, "audit-delay", audit.DefaultIntegrateDelay, "the audited gateway's --audit-delay, as serve's")
 	f.BoolVar(&cfg.DPoP, "dpop", false, "also drive the audited gateway with DPoP-bound tokens, a proof per request, pre-signed before each round")
 	f.BoolVar(&cfg.DPoPInline, "dpop-inline", false, "with --dpop, sign every proof inside the timed window instead of pre-signing")
+	f.BoolVar(&cfg.Paced, "paced", true, "after the closed-loop rounds, drive every target at one fixed rate (--rate, or --rate-share of the bare proxy's throughput) and measure latency from each request's scheduled time")
+	f.Float64Var(&cfg.Rate, "rate", 0, "with --paced: requests per second asked of every target (default: --rate-share of the bare proxy's)")
+	f.Float64Var(&cfg.PacedShare, "rate-share", 0.5, "with --paced and no --rate: the fixed rate as a share of the bare proxy's closed-loop throughput")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
 			return usagef("--conns, --rounds, --tokens and --duration must be positive")
+		}
+		if cfg.Rate < 0 || cfg.PacedShare <= 0 || cfg.PacedShare > 1 {
+			return usagef("--rate must not be negative, --rate-share must be in (0, 1]")
 		}
 		if cfg.DPoPInline && !cfg.DPoP {
 			return usagef("--dpop-inline needs --dpop")
@@ -125,6 +142,16 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 			if err := dpopLines(w, tg); err != nil {
 				return err
 			}
+		}
+	}
+	if p := rep.Paced; p != nil {
+		fmt.Fprintf(w, "\nat a fixed %.0f requests/s (latency from each request's scheduled time):\n", p.Rate)
+		t := newTable(w, "TARGET", "REQ/S", "P50", "P99", "ERRORS", "ADDED P99")
+		for _, tg := range p.Targets {
+			t.row(tg.Name, fmt.Sprintf("%.0f", tg.RPS), ms(tg.P50), ms(tg.P99), fmt.Sprint(tg.Errors), ms(tg.AddedP99))
+		}
+		if err := t.flush(); err != nil {
+			return err
 		}
 	}
 	m := rep.Memory

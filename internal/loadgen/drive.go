@@ -167,6 +167,51 @@ func (t *target) round(ctx context.Context, conns int, d time.Duration, auths []
 	return r
 }
 
+// pacedRound drives t for d at rate requests per second in all, spread
+// over conns connections: connection i sends its k-th request at
+// start + (k + i/conns) * conns/rate, or at once if the one before it has
+// not returned by then. A latency runs from the scheduled time to the end
+// of the response (corrected for coordinated omission: a stall counts
+// for every request it holds up).
+func (t *target) pacedRound(ctx context.Context, conns int, d time.Duration, auths []string, rate float64) Round {
+	lats := make([][]time.Duration, conns)
+	errs := make([]int64, conns)
+	interval := time.Duration(float64(conns) / rate * float64(time.Second))
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, int(d/interval)+1)
+			k := i % len(auths)
+			at := start.Add(interval * time.Duration(i) / time.Duration(conns))
+			for ; ctx.Err() == nil && at.Before(deadline); at, k = at.Add(interval), step(k, conns, len(auths)) {
+				if wait := time.Until(at); wait > 0 {
+					time.Sleep(wait)
+				}
+				err := t.get(ctx, auths[k], "")
+				lat = append(lat, time.Since(at))
+				if err != nil && ctx.Err() == nil {
+					errs[i]++
+					t.fail(err)
+				}
+			}
+			lats[i] = lat
+		})
+	}
+	wg.Wait()
+	r := Round{Elapsed: time.Since(start)}
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	r.Requests = int64(len(all))
+	for _, n := range errs {
+		r.Errors += n
+	}
+	r.RPS = float64(r.Requests) / r.Elapsed.Seconds()
+	r.P50, r.P99 = quantile(all, 0.50), quantile(all, 0.99)
+	return r
+}
+
 // each makes one request with every element of auths, conns at a time,
 // and at least atLeast requests in all (cycling through auths). Failures
 // are counted on t. A DPoP target signs its proofs on the fly (t.batch

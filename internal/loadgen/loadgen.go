@@ -83,6 +83,19 @@ type Config struct {
 	// on a machine with few cores the signing then takes CPU time from
 	// the gateway.
 	DPoPInline bool
+	// Paced, after the closed-loop rounds, drives every target but
+	// GatewayDPoP for Rounds more rounds at a fixed total rate spread
+	// evenly over the Conns connections: Rate requests per second, or
+	// if Rate is zero PacedShare (default 0.5) times the bare proxy's
+	// median closed-loop rate. Its latencies are measured from each
+	// request's scheduled time, not its actual send (a request held up
+	// by a slow one before it on its connection counts the wait): the
+	// latency a client sees at that load, free of the queueing of a
+	// saturated closed loop, where latency is only the inverse of
+	// throughput.
+	Paced      bool
+	Rate       float64
+	PacedShare float64
 }
 
 func (c *Config) defaults() error {
@@ -123,6 +136,16 @@ type Report struct {
 	// in this order, then gateway-dpop with Config.DPoP.
 	Targets []Target `json:"targets"`
 	Memory  Memory   `json:"memory"`
+	// Paced is the fixed-rate phase, with Config.Paced.
+	Paced *Paced `json:"paced,omitempty"`
+}
+
+// Paced is what the fixed-rate rounds found: Targets has Name, RPS, P50,
+// P99, AddedP99, Requests, Rounds (XBare is the rate kept as a multiple
+// of the bare proxy's).
+type Paced struct {
+	Rate    float64  `json:"rate"` // requests per second asked of every target
+	Targets []Target `json:"targets"`
 }
 
 // Errors returns the number of failed requests over every target, rounds
@@ -245,7 +268,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
 	}
-	rep.Memory.PeakEnd = readStatus().hwm
 	for j, t := range r.targets {
 		s := summarize(t, results[j])
 		h, m := t.cacheStats()
@@ -253,7 +275,64 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Targets = append(rep.Targets, s)
 	}
 	compare(rep.Targets)
+	if cfg.Paced {
+		if rep.Paced, err = r.paced(ctx, cfg, rep.Targets); err != nil {
+			return nil, err
+		}
+	}
+	rep.Memory.PeakEnd = readStatus().hwm
 	return rep, nil
+}
+
+// paced runs the fixed-rate rounds (Config.Paced).
+func (r *rig) paced(ctx context.Context, cfg Config, closed []Target) (*Paced, error) {
+	rate := cfg.Rate
+	if rate <= 0 {
+		share := cfg.PacedShare
+		if share <= 0 {
+			share = 0.5
+		}
+		for _, t := range closed {
+			if t.Name == Bare {
+				rate = share * t.RPS
+			}
+		}
+	}
+	if rate <= 0 {
+		return nil, errors.New("loadgen: paced: no rate")
+	}
+	var targets []*target
+	for _, t := range r.targets {
+		if t.prove == nil {
+			targets = append(targets, t)
+		}
+	}
+	results := make([][]Round, len(targets))
+	for i := range cfg.Rounds {
+		line := fmt.Sprintf("paced round %d/%d at %.0f/s:", i+1, cfg.Rounds, rate)
+		for k := range targets {
+			j := (i + k) % len(targets)
+			t := targets[j]
+			res := t.pacedRound(ctx, cfg.Conns, cfg.Duration, r.authsOf(t), rate)
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			results[j] = append(results[j], res)
+			line += fmt.Sprintf(" %s p99 %v;", t.name, res.P99.Round(time.Microsecond))
+		}
+		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
+	}
+	p := &Paced{Rate: rate}
+	for j, t := range targets {
+		s := summarize(t, results[j])
+		s.Errors, s.FirstError = 0, "" // counted in the closed-loop report
+		for _, r := range results[j] {
+			s.Errors += r.Errors
+		}
+		p.Targets = append(p.Targets, s)
+	}
+	compare(p.Targets)
+	return p, nil
 }
 
 // summarize takes the medians of a target's rounds.

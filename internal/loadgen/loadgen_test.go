@@ -214,3 +214,28 @@ func TestProofsPerConn(t *testing.T) {
 		}
 	}
 }
+
+// TestPaced runs the fixed-rate phase: every target but gateway-dpop is
+// driven at the rate asked, without failures, and the count of requests
+// follows from the rate and duration (each connection sends on its
+// schedule, not as fast as it can). It asserts no latency.
+func TestPaced(t *testing.T) {
+	cfg := Config{Conns: 4, Duration: 300 * time.Millisecond, Rounds: 1, Tokens: 20, Dir: t.TempDir(), Paced: true, Rate: 200}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Paced
+	if p == nil || p.Rate != 200 || len(p.Targets) != 4 {
+		t.Fatalf("paced report %+v", p)
+	}
+	for _, tg := range p.Targets {
+		// 200/s for 0.3 s over 4 connections: 15 requests each.
+		if tg.Errors != 0 || tg.Requests != 60 || tg.P99 < tg.P50 || tg.P50 <= 0 {
+			t.Errorf("%s: %d requests (want 60), %d errors, p50 %v p99 %v", tg.Name, tg.Requests, tg.Errors, tg.P50, tg.P99)
+		}
+	}
+	if p.Targets[1].Name != Bare || p.Targets[1].AddedP99 != 0 {
+		t.Errorf("bare against itself: %+v", p.Targets[1])
+	}
+}
