@@ -167,15 +167,22 @@ func (e *scrubbed) Error() string { return e.msg }
 func (e *scrubbed) Unwrap() error { return e.err }
 
 // scrub returns err with every occurrence of pw (and of its URL-escaped
-// form) removed from its text.
+// forms) removed from its text, and its text on one line (a failed
+// connection to a host with several addresses reports one per line).
 func scrub(err error, pw string) error {
-	if err == nil || pw == "" {
-		return err
+	if err == nil {
+		return nil
 	}
 	msg := err.Error()
-	for _, p := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw)} {
-		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	if pw != "" {
+		for _, p := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw)} {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
 	}
+	if !strings.Contains(msg, "\n") && msg == err.Error() {
+		return err
+	}
+	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
 	return &scrubbed{msg: msg, err: err}
 }
 
