@@ -19,7 +19,7 @@ func benchCmd() *cobra.Command {
 func benchGatewayCmd() *cobra.Command {
 	var cfg loadgen.Config
 	c := &cobra.Command{
-		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--output json]",
+		Use:   "gateway [--store DSN] [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--output json]",
 		Short: "Load the gateway against a bare reverse proxy and print the ratios",
 		Long: `Start on loopback, in this process, an upstream, a bare httputil.ReverseProxy
 in front of it and the gateway in front of it, once with the audit log and
@@ -57,6 +57,12 @@ load clients, the upstream, the bare proxy and the other gateway, so the
 figures are an upper bound of one gateway's.
 Progress goes to stderr, one line per round.
 
+With --store, the gateway's store and audit log are in PostgreSQL instead of
+SQLite: bench creates a scratch database, latchkey_bench_ and random hex, on
+the server DSN connects to (its role needs CREATEDB; the database DSN names
+is only connected to, never changed) and drops it at the end. Run once
+without and once with --store to compare the engines on this machine.
+
 It fails (exit status 1) after printing the results if any request failed.`,
 		Args: cobra.NoArgs,
 	}
@@ -69,10 +75,14 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.DurationVar(&cfg.AuditLinger, "audit-linger", audit.DefaultLinger, "the audited gateway's --audit-linger, as serve's (0: no wait)")
 	f.BoolVar(&cfg.DPoP, "dpop", false, "also drive the audited gateway with DPoP-bound tokens, a proof per request, pre-signed before each round")
 	f.BoolVar(&cfg.DPoPInline, "dpop-inline", false, "with --dpop, sign every proof inside the timed window instead of pre-signing")
+	f.StringVar(&cfg.Store, "store", "", "PostgreSQL connection string of a server to run the gateway's store on, in a scratch database created and dropped by the run (default: SQLite in a temporary directory)")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
 			return usagef("--conns, --rounds, --tokens and --duration must be positive")
+		}
+		if err := checkStore(cfg.Store); err != nil {
+			return err
 		}
 		if cfg.DPoPInline && !cfg.DPoP {
 			return usagef("--dpop-inline needs --dpop")

@@ -4,21 +4,16 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"os"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
+	"latchkey/internal/store/postgres"
 )
 
 // Environment variables DSN reads.
 const (
-	// EnvServer is a superuser connection string of the server to create
-	// test databases on, e.g.
+	// EnvServer is a superuser (or CREATEDB) connection string of the
+	// server to create test databases on, e.g.
 	// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
 	EnvServer = "LATCHKEY_TEST_POSTGRES"
 	// EnvRequired, set to 1, makes a missing EnvServer a test failure
@@ -39,43 +34,14 @@ func DSN(t testing.TB) string {
 		}
 		t.Skipf("%s is not set: skipping the PostgreSQL tests", EnvServer)
 	}
-	var b [8]byte
-	rand.Read(b[:])
-	name := "lk_test_" + hex.EncodeToString(b[:])
-	ident := pgx.Identifier{name}.Sanitize()
-	exec(t, server, `CREATE DATABASE `+ident)
-	t.Cleanup(func() { exec(t, server, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`) })
-	return withDatabase(t, server, name)
-}
-
-// exec runs one statement on the server's maintenance database.
-func exec(t testing.TB, server, sql string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, server)
+	dsn, drop, err := postgres.Scratch(context.Background(), server, "lk_test_")
 	if err != nil {
-		t.Fatalf("pgtest: connect to %s: %v", EnvServer, err)
+		t.Fatalf("pgtest: %s: %v", EnvServer, err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatalf("pgtest: %s: %v", sql, err)
-	}
-}
-
-// withDatabase returns the connection string server with its database
-// replaced by name.
-func withDatabase(t testing.TB, server, name string) string {
-	if strings.HasPrefix(server, "postgres://") || strings.HasPrefix(server, "postgresql://") {
-		u, err := url.Parse(server)
-		if err != nil {
-			t.Fatalf("pgtest: %s: %v", EnvServer, err)
+	t.Cleanup(func() {
+		if err := drop(context.Background()); err != nil {
+			t.Errorf("pgtest: %v", err)
 		}
-		u.Path = "/" + name
-		q := u.Query()
-		q.Del("dbname")
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return server + " dbname=" + name // keyword/value form: the last one wins
+	})
+	return dsn
 }
