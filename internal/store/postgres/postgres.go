@@ -10,7 +10,8 @@
 // transaction behaves as if it had run alone, which is what the SQLite
 // engine gets from its single writer: a check made inside a transaction
 // ("the token is not revoked") still holds when it commits, across
-// processes. Reads made of several queries run in one REPEATABLE READ,
+// processes. The usage counters of the gateway's hot path (ConsumeUse,
+// RecordUse) are single atomic statements and run READ COMMITTED. Reads made of several queries run in one REPEATABLE READ,
 // READ ONLY transaction, so they see a single snapshot.
 //
 // The audit log's appends are the exception: they run READ COMMITTED and
@@ -201,8 +202,21 @@ func (s *Store) Close() error {
 // runs fn again from the start in a new transaction: fn must not keep
 // state from one run to the next.
 func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.writeAt(ctx, pgx.Serializable, fn)
+}
+
+// writeCommitted is write at READ COMMITTED, for the hot-path counters
+// (ConsumeUse, RecordUse) whose every change is one UPDATE or upsert that
+// re-reads the row it locked: such a statement is atomic at that level,
+// and concurrent ones queue on the row lock instead of failing and
+// retrying as they would under SERIALIZABLE.
+func (s *Store) writeCommitted(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.writeAt(ctx, pgx.ReadCommitted, fn)
+}
+
+func (s *Store) writeAt(ctx context.Context, iso pgx.TxIsoLevel, fn func(tx pgx.Tx) error) error {
 	for try := 0; ; try++ {
-		err := s.tryWrite(ctx, fn)
+		err := s.tryWrite(ctx, iso, fn)
 		if err == nil || !retryable(err) || try == maxRetries {
 			return scrub(err, s.pw)
 		}
@@ -217,8 +231,8 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 }
 
-func (s *Store) tryWrite(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+func (s *Store) tryWrite(ctx context.Context, iso pgx.TxIsoLevel, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}

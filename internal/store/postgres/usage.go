@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,7 +23,10 @@ func (s *Store) RecordUse(ctx context.Context, uses []store.Use) error {
 	if len(uses) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx pgx.Tx) error {
+	// In id order, so that two batches lock their tokens in the same
+	// order and never deadlock.
+	uses = slices.SortedStableFunc(slices.Values(uses), func(a, b store.Use) int { return strings.Compare(a.TokenID, b.TokenID) })
+	return s.writeCommitted(ctx, func(tx pgx.Tx) error {
 		for _, u := range uses {
 			if err := recordOne(ctx, tx, u); err != nil {
 				return fmt.Errorf("postgres: record use of %q: %w", u.TokenID, err)
@@ -97,7 +102,7 @@ func (s *Store) ConsumeUse(ctx context.Context, id string, at time.Time) (int64,
 		return 0, err
 	}
 	var uses int64
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err := s.writeCommitted(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE tokens SET uses = uses + 1,
 				last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 ELSE last_used_at END
 			WHERE id = $1 AND max_uses > 0 AND uses < max_uses RETURNING uses`, id, msec(at)).Scan(&uses)
