@@ -81,9 +81,13 @@ const (
 	initStale = time.Minute
 )
 
+// errInitializing: another process claimed the initialisation of the
+// shared store less than initStale ago and has not finished it.
+var errInitializing = errors.New("another process is initializing the store")
+
 // sharedInitialized reports whether the PostgreSQL store of cfg is
-// initialized (holds an admin token) or being initialized by another
-// process; if neither, this process has claimed its initialisation.
+// initialized (holds an admin token). If it is not, this process has
+// claimed its initialisation, or it fails with errInitializing.
 func sharedInitialized(ctx context.Context, cfg Config) (bool, error) {
 	st, _, err := OpenStore(ctx, cfg.DataDir, cfg.Store, "")
 	if err != nil {
@@ -102,7 +106,11 @@ func sharedInitialized(ctx context.Context, cfg Config) (bool, error) {
 	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
 	now := time.Now()
 	got, err := st.Claim(ctx, initClaim, holder, now, now.Add(-initStale))
-	return !got, err
+	if err == nil && !got {
+		err = fmt.Errorf("%s: %w (for up to %v); start this one again once it has printed the first admin token",
+			postgres.Redact(cfg.Store), errInitializing, initStale)
+	}
+	return false, err
 }
 
 // requireKeys refuses to serve a shared store from a data directory

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"latchkey/internal/adminapi"
 	"latchkey/internal/audit"
@@ -109,5 +110,37 @@ func TestInitPostgresTwice(t *testing.T) {
 	}
 	if _, _, err := Init(t.Context(), newDir(t), dsn, 0); !errors.Is(err, ErrInitialized) {
 		t.Fatalf("second Init = %v, want ErrInitialized", err)
+	}
+}
+
+// TestInitPostgresClaimed: while another process holds a fresh claim on
+// the initialisation of an empty store, Init refuses rather than issue a
+// second first admin token; a stale claim (its taker died) is taken over.
+func TestInitPostgresClaimed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		age  time.Duration
+		want error
+	}{
+		{"fresh", 0, errInitializing},
+		{"stale", 2 * initStale, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := pgtest.DSN(t)
+			st, _, err := OpenStore(t.Context(), t.TempDir(), dsn, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := time.Now().Add(-tc.age)
+			ok, err := st.Claim(t.Context(), initClaim, "other", at, at)
+			st.Close()
+			if !ok || err != nil {
+				t.Fatalf("Claim = %v, %v", ok, err)
+			}
+			_, _, err = Init(t.Context(), newDir(t), dsn, 0)
+			if !errors.Is(err, tc.want) { // errors.Is(nil, nil) is true
+				t.Fatalf("Init = %v, want %v", err, tc.want)
+			}
+		})
 	}
 }

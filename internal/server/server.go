@@ -206,9 +206,9 @@ var initActor = access.Actor{TokenID: "init", Scopes: scope.Set{scope.MustParse(
 //
 // With dsn set, the store is the PostgreSQL database dsn names and dataDir
 // receives only the keys. That database is ErrInitialized if it holds an
-// admin token, or if another process began initialising it less than
-// initStale ago; a failed Init leaves it without an admin token, for a
-// later one.
+// admin token; if another process began initialising it less than
+// initStale ago, Init fails (errInitializing); a failed Init leaves it
+// without an admin token, for a later one.
 func Init(ctx context.Context, dataDir, dsn string, ttl time.Duration) (text string, expires time.Time, err error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", time.Time{}, fmt.Errorf("failed to create data directory: %w", err)
