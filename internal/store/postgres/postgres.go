@@ -225,7 +225,7 @@ func (s *Store) writeAt(ctx context.Context, iso pgx.TxIsoLevel, fn func(tx pgx.
 		d := time.Duration(rand.Int64N(int64(time.Millisecond)<<min(try, 6))) + 100*time.Microsecond
 		select {
 		case <-ctx.Done():
-			return err
+			return scrub(err, s.pw)
 		case <-time.After(d):
 		}
 	}

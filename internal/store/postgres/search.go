@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -103,7 +104,15 @@ func colsOf(r audit.Record) indexCols {
 	if !r.Time.IsZero() {
 		t = r.Time.UnixNano()
 	}
-	return indexCols{t, r.Actor, r.Action, r.Contractor, r.TokenID, r.Service, r.Decision}
+	return indexCols{t, text(r.Actor), text(r.Action), text(r.Contractor), text(r.TokenID), text(r.Service), text(r.Decision)}
+}
+
+// text is s as a text column can hold it: PostgreSQL refuses NUL in text,
+// and a record may hold one (valid UTF-8), so each NUL is indexed, and
+// searched for, as U+FFFD. Records are always read back from their
+// leaves, unchanged.
+func text(s string) string {
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
 
 func (s *Store) insertIndex(ctx context.Context, batch []indexRow) error {
@@ -146,7 +155,7 @@ func (a *AuditStorage) Search(ctx context.Context, f audit.Filter) ([]audit.Entr
 	var w where
 	eq := func(col, v string) {
 		if v != "" {
-			w.add(col+` = $%d`, v)
+			w.add(col+` = $%d`, text(v))
 		}
 	}
 	eq("contractor", f.Contractor)
@@ -243,7 +252,9 @@ func (a *AuditStorage) CheckSearchColumns(ctx context.Context, size int64) error
 			if err != nil {
 				return &audit.VerifyError{Index: l.Index, Reason: "record does not decode: " + err.Error()}
 			}
-			if c != (indexCols{r.Time.UnixNano(), r.Actor, r.Action, r.Contractor, r.TokenID, r.Service, r.Decision}) {
+			want := colsOf(r)
+			want.time = r.Time.UnixNano()
+			if c != want {
 				return &audit.VerifyError{Index: l.Index, Reason: "search columns differ from the record (edited to hide it from search)"}
 			}
 		}

@@ -158,3 +158,23 @@ func TestSearchIndexTamper(t *testing.T) {
 		}
 	})
 }
+
+// TestSearchNUL: a record field holding NUL (valid UTF-8, but not
+// PostgreSQL text) is indexed, found, and checked like any other.
+func TestSearchNUL(t *testing.T) {
+	st := openStore(t, pgtest.DSN(t)).Audit(postgres.SyncNormal)
+	l := audit.New(st, audit.Config{})
+	defer l.Close()
+	r := audittest.Rec(0)
+	r.Service = "bill\x00ing"
+	if _, err := l.Append(t.Context(), audittest.Rec(1), r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Search(t.Context(), audit.Filter{Service: "bill\x00ing"})
+	if err != nil || len(got) != 1 || got[0].Record.Service != r.Service {
+		t.Fatalf("Search = %+v, %v; want the record with NUL in its service", got, err)
+	}
+	if err := st.CheckSearchColumns(t.Context(), 2); err != nil {
+		t.Fatal(err)
+	}
+}
