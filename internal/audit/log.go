@@ -116,7 +116,6 @@ type Log struct {
 	prompt  chan struct{} // capacity 1: a reader waits in Sync
 	seqDone chan struct{} // closed when the sequencer has exited
 	seqErr  atomic.Pointer[error]
-	mark    atomic.Int64 // the mark of the last Enqueue
 	pending atomic.Int64 // acknowledged, not known to be integrated
 	roundMu sync.Mutex
 	round   chan struct{} // closed (and replaced) after each integration round
@@ -357,11 +356,9 @@ func (l *Log) enqueue(batch []*request) (int64, error) {
 	if l.pending.Load() > maxPending {
 		return 0, fmt.Errorf("audit: append: %d records wait for the tree, the most allowed: the storage is failing", l.pending.Load())
 	}
-	mark, err := l.q.Enqueue(context.Background(), leaves)
-	if err != nil {
+	if _, err := l.q.Enqueue(context.Background(), leaves); err != nil {
 		return 0, fmt.Errorf("audit: append: %w", err)
 	}
-	l.mark.Store(mark)
 	l.pending.Add(int64(len(leaves)))
 	select {
 	case l.queued <- struct{}{}:

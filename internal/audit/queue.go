@@ -39,6 +39,20 @@ type Queue interface {
 	// Integrated reports whether every record enqueued up to mark, through
 	// this Queue, is in the tree.
 	Integrated(ctx context.Context, mark int64) (bool, error)
+	// Mark returns a mark for every record queued so far: enqueued
+	// through this Queue, taken over from a process that died, and, on a
+	// queue several processes share, enqueued by any of them.
+	Mark(ctx context.Context) (int64, error)
+}
+
+// SharedQueue is a Queue that several processes enqueue to and integrate
+// from (PostgreSQL): the sequencer of every Log on one tries to integrate
+// every IntegrateDelay, whatever its own process enqueued, so that the
+// records of the others reach the tree even when one sequencer (the one
+// holding the engine's lock) dies.
+type SharedQueue interface {
+	Queue
+	Shared()
 }
 
 // DefaultIntegrateDelay is Config.IntegrateDelay's default.
@@ -58,6 +72,12 @@ func (l *Log) sequence(q Queue, c *committer) {
 	defer close(l.seqDone)
 	delay := time.NewTimer(time.Hour)
 	delay.Stop()
+	var tick <-chan time.Time
+	if _, ok := q.(SharedQueue); ok {
+		t := time.NewTicker(l.delay)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		var retry <-chan time.Time
 		if l.seqErr.Load() != nil {
@@ -65,6 +85,7 @@ func (l *Log) sequence(q Queue, c *committer) {
 		}
 		select {
 		case <-retry:
+		case <-tick:
 		case <-l.queued:
 			delay.Reset(l.delay)
 			select {
@@ -181,9 +202,9 @@ func (l *Log) Sync(ctx context.Context) error {
 	if l.q == nil {
 		return nil
 	}
-	mark := l.mark.Load()
-	if mark == 0 {
-		return nil // nothing enqueued through this Log
+	mark, err := l.q.Mark(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: sync: %w", err)
 	}
 	for {
 		l.roundMu.Lock()

@@ -21,7 +21,7 @@ import (
 	"latchkey/internal/adminapi"
 	"latchkey/internal/audit"
 	"latchkey/internal/auditfile"
-	"latchkey/internal/store/sqlite"
+	"latchkey/internal/server"
 )
 
 func auditCmd(g *globals) *cobra.Command {
@@ -421,10 +421,10 @@ type checkpoint struct {
 }
 
 func auditVerifyCmd() *cobra.Command {
-	var data, export, pub string
+	var data, dsn, export, pub string
 	var cps []string
 	c := &cobra.Command{
-		Use:   "verify (--data DIR | --export FILE --pub FILE) [--checkpoint FILE ...] [--output json]",
+		Use:   "verify (--data DIR [--store DSN] | --export FILE --pub FILE) [--checkpoint FILE ...] [--output json]",
 		Short: "Check the whole audit log, and that it extends older checkpoints",
 		Long: `Check the audit log without trusting the server.
 
@@ -434,6 +434,8 @@ consistency proof that the log extends the newest checkpoint in
 DIR/checkpoints and each --checkpoint FILE (whose signature is checked with
 DIR/audit.pub, or --pub). This detects any changed, deleted, inserted,
 reordered or truncated record, even one edited directly in the database.
+With --store DSN as well, the store is that PostgreSQL database (as serve
+--store uses it), and DIR holds the keys and checkpoints.
 
 With --export FILE --pub FILE (anywhere), rebuild the tree from an export
 ("latchkey audit export") and check that it has the root each --checkpoint
@@ -448,6 +450,7 @@ says which checkpoint the log does not extend.`,
 	out := addOutput(c, formatText, formatJSON)
 	f := c.Flags()
 	f.StringVar(&data, "data", "", "data directory of the log to check (local mode)")
+	addStoreFlag(f, &dsn)
 	f.StringVar(&export, "export", "", "JSON Lines export to check (offline mode)")
 	f.StringVar(&pub, "pub", "", "public key file, audit.pub (default with --data: DIR/audit.pub)")
 	f.StringArrayVar(&cps, "checkpoint", nil, "older signed checkpoint the log must extend (repeatable)")
@@ -458,9 +461,15 @@ says which checkpoint the log does not extend.`,
 		if export != "" && pub == "" {
 			return usagef("--export needs --pub FILE, the log's public key (audit.pub)")
 		}
+		if dsn != "" && data == "" {
+			return usagef("--store needs --data DIR, the data directory holding the log's keys")
+		}
+		if err := checkStore(dsn); err != nil {
+			return err
+		}
 		flag := "--pub"
 		if pub == "" {
-			if _, err := os.Stat(filepath.Join(data, "latchkey.db")); err != nil {
+			if _, err := os.Stat(filepath.Join(data, "latchkey.db")); err != nil && dsn == "" {
 				return usagef("--data %s: no store: %v", data, err)
 			}
 			flag, pub = "--data", filepath.Join(data, audit.PubFile)
@@ -472,7 +481,7 @@ says which checkpoint the log does not extend.`,
 		bar := newProgress(cmd.ErrOrStderr(), "verified")
 		var res verified
 		if data != "" {
-			res, err = verifyLocal(cmd.Context(), data, cps, v, bar)
+			res, err = verifyLocal(cmd.Context(), data, dsn, cps, v, bar)
 		} else {
 			res, err = verifyExport(export, cps, v, bar)
 		}
@@ -555,11 +564,13 @@ func newestCheckpoint(dir string) (string, error) {
 	return filepath.Join(dir, "checkpoints", slices.Max(names)), nil
 }
 
-// verifyLocal checks the log in the store of data directory dir.
-func verifyLocal(ctx context.Context, dir string, files []string, v note.Verifier, bar *progress) (verified, error) {
-	db := filepath.Join(dir, "latchkey.db")
-	if _, err := os.Stat(db); err != nil {
-		return verified{}, usagef("--data %s: no store: %v", dir, err)
+// verifyLocal checks the log in the store of data directory dir, or in
+// the PostgreSQL store dsn if it is set.
+func verifyLocal(ctx context.Context, dir, dsn string, files []string, v note.Verifier, bar *progress) (verified, error) {
+	if dsn == "" {
+		if _, err := os.Stat(filepath.Join(dir, "latchkey.db")); err != nil {
+			return verified{}, usagef("--data %s: no store: %v", dir, err)
+		}
 	}
 	newest, err := newestCheckpoint(dir)
 	if err != nil {
@@ -577,12 +588,11 @@ func verifyLocal(ctx context.Context, dir string, files []string, v note.Verifie
 		}
 		res.Checkpoints, cps = append(res.Checkpoints, c), append(cps, cp)
 	}
-	st, err := sqlite.Open(ctx, db)
+	st, storage, err := server.OpenStore(ctx, dir, dsn, "")
 	if err != nil {
 		return verified{}, err
 	}
 	defer st.Close()
-	storage := st.Audit(sqlite.SyncNormal)
 	l := audit.New(storage, audit.Config{})
 	defer l.Close()
 	// A running serve may sign a checkpoint past the size Verify saw:

@@ -22,7 +22,7 @@ func benchCmd() *cobra.Command {
 func benchGatewayCmd() *cobra.Command {
 	var cfg loadgen.Config
 	c := &cobra.Command{
-		Use:   "gateway [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--paced=false | --rate N | --rate-share F] [--output json]",
+		Use:   "gateway [--store DSN] [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--paced=false | --rate N | --rate-share F] [--output json]",
 		Short: "Load the gateway against a bare reverse proxy and print the ratios",
 		Long: `Start on loopback, in this process, an upstream, a bare httputil.ReverseProxy
 in front of it and the gateway in front of it, once with the audit log and
@@ -71,6 +71,12 @@ load clients, the upstream, the bare proxy and the other gateway, so the
 figures are an upper bound of one gateway's.
 Progress goes to stderr, one line per round.
 
+With --store, the gateway's store and audit log are in PostgreSQL instead of
+SQLite: bench creates a scratch database, latchkey_bench_ and random hex, on
+the server DSN connects to (its role needs CREATEDB; the database DSN names
+is only connected to, never changed) and drops it at the end. Run once
+without and once with --store to compare the engines on this machine.
+
 It fails (exit status 1) after printing the results if any request failed.`,
 		Args: cobra.NoArgs,
 	}
@@ -86,6 +92,7 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.BoolVar(&cfg.Paced, "paced", true, "after the closed-loop rounds, drive every target at one fixed rate (--rate, or --rate-share of the bare proxy's throughput) and measure latency from each request's scheduled time")
 	f.Float64Var(&cfg.Rate, "rate", 0, "with --paced: requests per second asked of every target (default: --rate-share of the bare proxy's)")
 	f.Float64Var(&cfg.PacedShare, "rate-share", 0.5, "with --paced and no --rate: the fixed rate as a share of the bare proxy's closed-loop throughput")
+	f.StringVar(&cfg.Store, "store", "", "PostgreSQL connection string of a server to run the gateway's store on, in a scratch database created and dropped by the run (default: SQLite in a temporary directory)")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
@@ -93,6 +100,9 @@ It fails (exit status 1) after printing the results if any request failed.`,
 		}
 		if cfg.Rate < 0 || cfg.PacedShare <= 0 || cfg.PacedShare > 1 {
 			return usagef("--rate must not be negative, --rate-share must be in (0, 1]")
+		}
+		if err := checkStore(cfg.Store); err != nil {
+			return err
 		}
 		if cfg.DPoPInline && !cfg.DPoP {
 			return usagef("--dpop-inline needs --dpop")

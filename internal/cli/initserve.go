@@ -25,20 +25,27 @@ type initialized struct {
 }
 
 func initCmd() *cobra.Command {
-	var dir, ttl string
+	var dir, ttl, store string
 	c := &cobra.Command{
-		Use:   "init --data DIR [--ttl DURATION] [--output json]",
+		Use:   "init --data DIR [--store DSN] [--ttl DURATION] [--output json]",
 		Short: "Create an empty store and keys; print the first admin token once",
 		Long: `Create DIR (mode 0700) with an empty store and keys, and print the first admin
 token (scopes admin:*) on stdout. It is shown this once: keep it in a secret
 manager, use it to issue narrower admin tokens, and let it expire.
 
-It is an error if DIR already holds a store.`,
+It is an error if DIR already holds a store.
+
+With --store, the store is the PostgreSQL database DSN names (it must exist;
+init creates the tables), and DIR receives only the keys: copy seal.key,
+audit.key and audit.pub to the data directory of every other process that
+serves the same store. It is an error if that database already holds an
+admin token.`,
 		Args: cobra.NoArgs,
 	}
 	out := addOutput(c, formatText, formatJSON)
 	c.Flags().StringVar(&dir, "data", "", "data directory to create")
 	c.Flags().StringVar(&ttl, "ttl", "", "lifetime of the admin token (default: the maximum, 30d)")
+	addStoreFlag(c.Flags(), &store)
 	_ = c.MarkFlagRequired("data")
 	_ = c.MarkFlagDirname("data")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -46,7 +53,10 @@ It is an error if DIR already holds a store.`,
 		if err != nil {
 			return err
 		}
-		text, expires, err := server.Init(cmd.Context(), dir, d)
+		if err := checkStore(store); err != nil {
+			return err
+		}
+		text, expires, err := server.Init(cmd.Context(), dir, store, d)
 		if err != nil {
 			return err
 		}
@@ -72,7 +82,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--gateway-addr A] [--admin-addr A] [--pg-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-delay D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
+		Use:   "serve --data DIR [--store DSN] [--gateway-addr A] [--admin-addr A] [--pg-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-delay D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -85,6 +95,13 @@ written to DIR/postgres.url): psql and other clients connect with user =
 contractor, password = token, database = "SERVICE/DATABASE" of a postgres
 service. It offers TLS with the gateway's certificate (--gateway-tls-cert
 or --gateway-tls-dev); without one it listens only on loopback.
+
+With --store, the store and the audit log are in the PostgreSQL database DSN
+names instead of DIR/latchkey.db (the tables are created at the first start),
+and several serve processes may share it: each needs its own DIR holding
+copies of the same keys (seal.key, audit.key, audit.pub), and serve refuses
+to start on an initialized store from a DIR without them. The password of
+DSN never appears in logs or errors; prefer PGPASSWORD or ~/.pgpass.
 
 The gateway serves each service NAME at /NAME/... . Off a loopback address
 it needs --gateway-tls-cert and --gateway-tls-key, as the admin API needs
@@ -136,6 +153,7 @@ and revokes each reported token at once.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().StringVar(&cfg.DataDir, "data", "", "data directory")
+	addStoreFlag(c.Flags(), &cfg.Store)
 	c.Flags().StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:7370", "listen address of the admin API (port 0: any free port)")
 	c.Flags().StringVar(&maxTTL, "max-ttl", "", "longest lifetime of any token (default 30d)")
 	c.Flags().StringVar(&cfg.GatewayAddr, "gateway-addr", server.DefaultGatewayAddr, "listen address of the gateway (port 0: any free port)")
@@ -175,6 +193,9 @@ and revokes each reported token at once.`,
 			return err
 		}
 		cfg.MaxTTL = d
+		if err := checkStore(cfg.Store); err != nil {
+			return err
+		}
 		if cfg.RequestTTL, err = parseDuration("request-ttl", requestTTL); err != nil {
 			return err
 		}

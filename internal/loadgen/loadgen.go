@@ -55,6 +55,12 @@ type Config struct {
 	// Dir is the gateway's data directory (store and seal key); it should
 	// be empty. Default: a new temporary directory that Run removes.
 	Dir string
+	// Store, if set, is a PostgreSQL connection string: the gateway's
+	// store and audit log are then in a new database that Run creates on
+	// that server (its role needs CREATEDB; the database the string names
+	// is only connected to) and drops at the end, instead of SQLite in
+	// Dir.
+	Store string
 	// Progress receives one line per setup step and per round. nil: none.
 	Progress io.Writer
 	// Log is the application log of the proxies and gateways. Default:

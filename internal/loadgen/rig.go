@@ -27,6 +27,7 @@ import (
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
 	"latchkey/internal/store"
+	"latchkey/internal/store/postgres"
 	"latchkey/internal/store/sqlite"
 	"latchkey/internal/token"
 	"latchkey/internal/usage"
@@ -196,6 +197,39 @@ func (r *rig) serve(h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
+// openStore opens the gateway's store: SQLite in dir, or, with
+// Config.Store, PostgreSQL in a database of its own created on that
+// server for the run and dropped after it.
+func (r *rig) openStore(ctx context.Context, dir string) (store.Store, audit.Storage, error) {
+	if r.cfg.Store == "" {
+		st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
+		if err != nil {
+			return nil, nil, err
+		}
+		r.closers = append(r.closers, st.Close)
+		q, err := st.QueuedAudit(ctx, sqlite.SyncNormal) // as serve has it
+		if err != nil {
+			return nil, nil, err
+		}
+		r.closers = append(r.closers, q.Close)
+		return st, q, nil
+	}
+	dsn, drop, err := postgres.Scratch(ctx, r.cfg.Store, "latchkey_bench_")
+	if err != nil {
+		return nil, nil, err
+	}
+	r.closers = append(r.closers, func() error { return drop(context.Background()) })
+	fmt.Fprintf(r.cfg.Progress, "created a scratch database on %s\n", postgres.Redact(r.cfg.Store))
+	st, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.closers = append(r.closers, st.Close)
+	q := st.QueuedAudit(postgres.SyncNormal) // as serve has it
+	r.closers = append(r.closers, q.Close)
+	return st, q, nil
+}
+
 // served is a gateway being served: its Authority and base URL.
 type served struct {
 	a   *access.Authority
@@ -215,18 +249,12 @@ func (r *rig) gateways(ctx context.Context, dir, upstream string) ([]served, err
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
+	st, storage, err := r.openStore(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	r.closers = append(r.closers, st.Close)
 	r.st = st
-	q, err := st.QueuedAudit(ctx, sqlite.SyncNormal) // as serve has it
-	if err != nil {
-		return nil, err
-	}
-	r.closers = append(r.closers, q.Close)
-	log := audit.New(q, audit.Config{IntegrateDelay: r.cfg.AuditDelay})
+	log := audit.New(storage, audit.Config{IntegrateDelay: r.cfg.AuditDelay})
 	r.closers = append(r.closers, log.Close)
 	audited, err := access.New(access.Config{Store: st, Box: box, Log: r.cfg.Log, Audit: log})
 	if err != nil {

@@ -9,6 +9,7 @@
 //	latchkey.db    the SQLite store (plus -wal and -shm files); only hashes
 //	               of tokens and sealed credentials, never a secret
 //	latchkey-search.db  the audit search index, derived from the records
+//	audit.key, audit.pub  the audit checkpoint signing key pair
 //	seal.key       32-byte AES-256-GCM key for service credentials, 0600
 //	admin.url      the admin API base URL while serve runs
 //	gateway.url    the gateway base URL while serve runs
@@ -16,6 +17,11 @@
 //	               while serve runs with --pg-addr
 //	gateway-dev.crt, gateway-dev.key  the gateway's development certificate
 //	               and key (serve --gateway-tls-dev), 0600
+//
+// With Config.Store, the store and the audit log are in a PostgreSQL
+// database instead, which several processes (replicas) may share; the
+// data directory then holds no database, only the keys, and every
+// replica needs copies of the same seal.key, audit.key and audit.pub.
 package server
 
 import (
@@ -45,8 +51,8 @@ import (
 	"latchkey/internal/metrics"
 	"latchkey/internal/notify"
 	"latchkey/internal/scope"
-	"latchkey/internal/seal"
-	"latchkey/internal/store/sqlite"
+	"latchkey/internal/store"
+	"latchkey/internal/store/postgres"
 	"latchkey/internal/usage"
 	"latchkey/internal/web"
 )
@@ -82,6 +88,13 @@ var ErrInitialized = errors.New("data directory is already initialized")
 type Config struct {
 	// DataDir is the data directory. Required.
 	DataDir string
+	// Store, if set, is the connection string of a PostgreSQL database
+	// that holds the store instead of the SQLite database in DataDir
+	// (package store/postgres), so that several processes can share it.
+	// DataDir still holds the keys: processes sharing the store must have
+	// copies of the same ones. Its password never appears in logs or
+	// errors.
+	Store string
 	// AdminAddr is the admin API listen address. Default DefaultAdminAddr.
 	AdminAddr string
 	// MaxTTL is the longest token lifetime. Default access.DefaultMaxTTL.
@@ -203,19 +216,41 @@ var initActor = access.Actor{TokenID: "init", Scopes: scope.Set{scope.MustParse(
 // fails after creating the store (a ttl the rules refuse, for instance), it
 // removes the store again, so that dataDir is not left initialized without
 // an admin token.
-func Init(ctx context.Context, dataDir string, ttl time.Duration) (text string, expires time.Time, err error) {
+//
+// With dsn set, the store is the PostgreSQL database dsn names and dataDir
+// receives only the keys. That database is ErrInitialized if it holds an
+// admin token; if another process began initialising it less than
+// initStale ago, Init fails (errInitializing); a failed Init leaves it
+// without an admin token, for a later one.
+func Init(ctx context.Context, dataDir, dsn string, ttl time.Duration) (text string, expires time.Time, err error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", time.Time{}, fmt.Errorf("failed to create data directory: %w", err)
 	}
 	dbPath := filepath.Join(dataDir, dbFile)
-	if _, err := os.Stat(dbPath); err == nil {
+	removeStore := func() {
+		if dsn == "" {
+			removeFiles(dbPath)
+		}
+	}
+	if dsn != "" {
+		if err := checkDir(dataDir); err != nil {
+			return "", time.Time{}, err
+		}
+		done, err := sharedInitialized(ctx, Config{DataDir: dataDir, Store: dsn})
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		if done {
+			return "", time.Time{}, fmt.Errorf("%s: %w", postgres.Redact(dsn), ErrInitialized)
+		}
+	} else if _, err := os.Stat(dbPath); err == nil {
 		return "", time.Time{}, fmt.Errorf("%s: %w", dataDir, ErrInitialized)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", time.Time{}, fmt.Errorf("failed to check for a store: %w", err)
 	}
-	in, err := open(ctx, dataDir, Config{})
+	in, err := open(ctx, dataDir, Config{Store: dsn})
 	if err != nil {
-		removeStore(dbPath)
+		removeStore()
 		return "", time.Time{}, err
 	}
 	if ttl == 0 {
@@ -224,15 +259,15 @@ func Init(ctx context.Context, dataDir string, ttl time.Duration) (text string, 
 	iss, err := in.a.Issue(ctx, initActor, access.IssueRequest{Admin: true, Scopes: []string{"admin:*"}, TTL: ttl, Note: "created by init"})
 	in.close()
 	if err != nil {
-		removeStore(dbPath)
+		removeStore()
 		return "", time.Time{}, fmt.Errorf("failed to issue the first admin token: %w", err)
 	}
 	return iss.Text, iss.Token.ExpiresAt, nil
 }
 
-// removeStore deletes the SQLite files of a store Init created but could
+// removeFiles deletes the SQLite files of a store Init created but could
 // not finish.
-func removeStore(dbPath string) {
+func removeFiles(dbPath string) {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(dbPath + suffix)
 	}
@@ -257,8 +292,8 @@ func checkDir(dataDir string) error {
 // instance is an opened data directory.
 type instance struct {
 	a       *access.Authority
-	st      *sqlite.Store
-	storage *sqlite.QueuedAudit
+	st      store.Store
+	storage AuditStorage
 	audit   *audit.Log
 	hooks   *notify.Notifier   // queues webhook deliveries of the Authority's events
 	deliver *notify.Dispatcher // sends them (run by serve)
@@ -283,32 +318,24 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	if err := checkDir(dataDir); err != nil {
 		return nil, err
 	}
-	sync, err := auditSync(cfg.AuditSync)
-	if err != nil {
+	if _, err := parseAuditSync(cfg.AuditSync); err != nil {
 		return nil, err
 	}
-	key, err := seal.LoadOrCreateKey(filepath.Join(dataDir, keyFile))
-	if err != nil {
-		return nil, err
-	}
-	box, err := seal.New(key)
+	box, err := loadBox(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	if err := ensureAuditKey(dataDir); err != nil {
 		return nil, fmt.Errorf("failed to create the audit signing key: %w", err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dataDir, dbFile))
+	st, storage, err := OpenStore(ctx, dataDir, cfg.Store, cfg.AuditSync)
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{st: st}
-	// Audit appends are journalled, and added to the tree behind: the
-	// audited operations wait for one write, not for the tree's commit.
-	if in.storage, err = st.QueuedAudit(ctx, sync); err != nil {
-		in.close()
-		return nil, err
-	}
+	in := &instance{st: st, storage: storage}
+	// Audit appends are queued (journalled), and added to the tree
+	// behind: the audited operations wait for one write, not for the
+	// tree's commit.
 	in.audit = audit.New(in.storage, audit.Config{IntegrateDelay: cfg.AuditDelay})
 	if in.hooks, in.deliver, err = newWebhooks(cfg, st, box); err != nil {
 		in.close()
@@ -321,16 +348,6 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 		return nil, err
 	}
 	return in, nil
-}
-
-func auditSync(s string) (sqlite.Sync, error) {
-	switch s {
-	case "", "normal":
-		return sqlite.SyncNormal, nil
-	case "full":
-		return sqlite.SyncFull, nil
-	}
-	return 0, fmt.Errorf("invalid audit sync %q: want normal or full", s)
 }
 
 // Run initialises cfg.DataDir if it holds no store (printing the first
@@ -374,7 +391,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := firstRun(ctx, cfg.DataDir, cfg.MaxTTL, stdout); err != nil {
+	if err := firstRun(ctx, cfg, stdout); err != nil {
 		return err
 	}
 	if cfg.GatewayTLSDev {
@@ -429,24 +446,34 @@ func loopback(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// firstRun initialises an empty data directory, printing the admin token.
-// The token lives maxTTL, the server's longest token lifetime, or Init's
-// default if that is shorter (or maxTTL is zero).
-func firstRun(ctx context.Context, dataDir string, maxTTL time.Duration, stdout io.Writer) error {
-	_, err := os.Stat(filepath.Join(dataDir, dbFile))
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
+// firstRun initialises an empty store, printing the admin token. The token
+// lives cfg.MaxTTL, the server's longest token lifetime, or Init's default
+// if that is shorter (or MaxTTL is zero). A shared (PostgreSQL) store that
+// is already initialized needs the keys in the data directory.
+func firstRun(ctx context.Context, cfg Config, stdout io.Writer) error {
+	if cfg.Store == "" {
+		_, err := os.Stat(filepath.Join(cfg.DataDir, dbFile))
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	var ttl time.Duration // Init's default, access.DefaultMaxTTL
-	if maxTTL > 0 && maxTTL < access.DefaultMaxTTL {
-		ttl = maxTTL
+	if cfg.MaxTTL > 0 && cfg.MaxTTL < access.DefaultMaxTTL {
+		ttl = cfg.MaxTTL
 	}
-	text, exp, err := Init(ctx, dataDir, ttl)
+	text, exp, err := Init(ctx, cfg.DataDir, cfg.Store, ttl)
+	if cfg.Store != "" && errors.Is(err, ErrInitialized) {
+		return requireKeys(cfg)
+	}
 	if err != nil {
 		return err
 	}
+	where := cfg.DataDir
+	if cfg.Store != "" {
+		where = fmt.Sprintf("%s (keys in %s)", postgres.Redact(cfg.Store), cfg.DataDir)
+	}
 	fmt.Fprintf(stdout, "latchkey: initialized %s\nlatchkey: first admin token (shown once, expires %s):\n%s\n",
-		dataDir, exp.Format(time.RFC3339), text)
+		where, exp.Format(time.RFC3339), text)
 	return nil
 }
 

@@ -220,7 +220,7 @@ func TestInit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := newDir(t)
-			text, exp, err := Init(t.Context(), dir, tc.ttl)
+			text, exp, err := Init(t.Context(), dir, "", tc.ttl)
 			if err != nil {
 				t.Fatalf("Init: %v", err)
 			}
@@ -252,10 +252,10 @@ func TestInit(t *testing.T) {
 
 func TestInitTwice(t *testing.T) {
 	dir := newDir(t)
-	if _, _, err := Init(t.Context(), dir, 0); err != nil {
+	if _, _, err := Init(t.Context(), dir, "", 0); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
-	text, _, err := Init(t.Context(), dir, 0)
+	text, _, err := Init(t.Context(), dir, "", 0)
 	if !errors.Is(err, ErrInitialized) {
 		t.Fatalf("second Init: got (%q, %v), want ErrInitialized", text, err)
 	}
@@ -283,7 +283,7 @@ func TestInitRefusedTTL(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := newDir(t)
-			_, _, err := Init(t.Context(), dir, tc.ttl)
+			_, _, err := Init(t.Context(), dir, "", tc.ttl)
 			var refused *access.Error
 			if !errors.As(err, &refused) || refused.Reason != tc.reason {
 				t.Fatalf("Init(ttl %v): got %v, want an access.Error %s", tc.ttl, err, tc.reason)
@@ -291,7 +291,7 @@ func TestInitRefusedTTL(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, dbFile)); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("refused Init left %s behind (stat: %v)", dbFile, err)
 			}
-			if _, _, err := Init(t.Context(), dir, time.Hour); err != nil {
+			if _, _, err := Init(t.Context(), dir, "", time.Hour); err != nil {
 				t.Errorf("Init after a refused Init: %v", err)
 			}
 		})
@@ -552,7 +552,7 @@ func TestRunAddressInUse(t *testing.T) {
 // readable by others.
 func TestRunRefusesOpenKey(t *testing.T) {
 	dir := newDir(t)
-	if _, _, err := Init(t.Context(), dir, 0); err != nil {
+	if _, _, err := Init(t.Context(), dir, "", 0); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
 	if err := os.Chmod(filepath.Join(dir, keyFile), 0o644); err != nil {

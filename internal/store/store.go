@@ -1,6 +1,6 @@
 // Package store defines latchkey's persistent model (contractors, services,
 // grants, tokens and usage) and the Store interface every storage engine
-// implements. Engines live in subpackages (store/sqlite, later store/postgres)
+// implements. Engines live in subpackages (store/sqlite, store/postgres)
 // and all of them must pass the conformance suite in store/storetest.
 //
 // The store holds no secrets in plain text: tokens are kept only as the
