@@ -82,7 +82,7 @@ func serveCmd() *cobra.Command {
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
-		Use:   "serve --data DIR [--store DSN] [--gateway-addr A] [--admin-addr A] [--pg-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-delay D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
+		Use:   "serve --data DIR [--store DSN] [--gateway-addr A] [--admin-addr A] [--pg-addr A] [--max-ttl DURATION] [--trusted-proxy CIDR ...] [--token-rate N --token-burst N] [--failure-rate N --failure-burst N] [--admin-tls-cert F --admin-tls-key F] [--gateway-tls-cert F --gateway-tls-key F | --gateway-tls-dev] [--gateway-client-ca F] [--gateway-public-url URL] [--dpop-nonce] [--dpop-window D] [--audit-sync normal|full] [--audit-delay D] [--checkpoint-dir DIR] [--webhook-attempts N] [--webhook-backoff D] [--request-approvals N] [--request-ttl DURATION] [--sweep-every D] [--expiry-notice D] [--leak-keys FILE]",
 		Short: "Run the gateway and the admin API; initializes DIR if empty",
 		Long: `Run the gateway and the admin API until SIGINT or SIGTERM, then shut down
 gracefully, draining requests in flight. If DIR holds no store yet, it is
@@ -168,6 +168,8 @@ and revokes each reported token at once.`,
 	c.Flags().StringArrayVar(&proxies, "trusted-proxy", nil, "network (CIDR) of a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable)")
 	c.Flags().Float64Var(&cfg.TokenRate, "token-rate", gateway.DefaultTokenRate, "gateway requests per second allowed to each token")
 	c.Flags().IntVar(&cfg.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "gateway requests a token may make at once, above its rate")
+	c.Flags().Float64Var(&cfg.FailureRate, "failure-rate", gateway.DefaultFailureRate, "failed gateway authentications per second allowed from one source address (then 429 rate_limited)")
+	c.Flags().IntVar(&cfg.FailureBurst, "failure-burst", gateway.DefaultFailureBurst, "failed gateway authentications one source address may make at once, above its rate")
 	c.Flags().BoolVar(&cfg.AccessLog, "access-log", true, "log one line per gateway request on stderr")
 	c.Flags().StringVar(&cfg.TLSCert, "admin-tls-cert", "", "PEM certificate: serve the admin API over HTTPS (required off loopback)")
 	c.Flags().StringVar(&cfg.TLSKey, "admin-tls-key", "", "PEM private key for --admin-tls-cert")
@@ -225,6 +227,9 @@ and revokes each reported token at once.`,
 		}
 		if cfg.TokenRate <= 0 || cfg.TokenBurst < 1 {
 			return usagef("--token-rate and --token-burst must be positive")
+		}
+		if cfg.FailureRate <= 0 || cfg.FailureBurst < 1 {
+			return usagef("--failure-rate and --failure-burst must be positive")
 		}
 		if cfg.WebhookAttempts < 1 || cfg.WebhookAttempts > 100 {
 			return usagef("--webhook-attempts %d: want 1 to 100", cfg.WebhookAttempts)

@@ -72,14 +72,14 @@ type serveProc struct {
 // startServe starts `latchkey serve` on dir and a free port, and returns
 // once it has written admin.url (a stale one is removed first). The
 // process is killed when the test ends if it still runs.
-func startServe(t *testing.T, bin, dir string) *serveProc {
+func startServe(t *testing.T, bin, dir string, args ...string) *serveProc {
 	t.Helper()
 	addrPath := filepath.Join(dir, "admin.url")
 	if err := os.Remove(addrPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	p := &serveProc{t: t, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--data", dir, "--admin-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0")
+	p.cmd = exec.Command(bin, append([]string{"serve", "--data", dir, "--admin-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start latchkey serve: %v", err)

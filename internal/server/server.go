@@ -152,6 +152,10 @@ type Config struct {
 	// second. Zero: the gateway's defaults.
 	TokenRate  float64
 	TokenBurst int
+	// FailureRate and FailureBurst bound the failed authentications per
+	// second from one source address (0: the gateway's defaults).
+	FailureRate  float64
+	FailureBurst int
 	// AccessLog logs one line per gateway request to Log.
 	AccessLog bool
 	// StreamDrain is how long a shutdown lets gateway requests in flight
@@ -617,6 +621,7 @@ func newGateway(cfg Config, in *instance, rec *usage.Recorder, reg *metrics.Regi
 	gcfg := gateway.Config{
 		Authority: in.a, Usage: rec, Log: cfg.Log, Metrics: gateway.NewMetrics(reg),
 		TrustedProxies: cfg.TrustedProxies, TokenRate: rate.Limit(cfg.TokenRate), TokenBurst: cfg.TokenBurst,
+		FailureRate: rate.Limit(cfg.FailureRate), FailureBurst: cfg.FailureBurst,
 		PublicURL: gatewayPublicURL(cfg), DPoP: dpop.Config{Window: cfg.DPoPWindow},
 	}
 	if cfg.DPoPNonce {

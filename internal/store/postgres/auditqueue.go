@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
@@ -31,9 +32,11 @@ import (
 type QueuedAudit struct {
 	*AuditStorage
 
-	mu     sync.Mutex
-	leader *pgx.Conn // holds sequencerLockKey; nil when not the sequencer
-	closed bool
+	mu      sync.Mutex
+	conn    *pgx.Conn // the sequencer lock's own connection, once made
+	leader  bool      // conn holds sequencerLockKey
+	checked time.Time // when lead last asked the server
+	closed  bool
 }
 
 var _ audit.SharedQueue = (*QueuedAudit)(nil)
@@ -41,6 +44,13 @@ var _ audit.SharedQueue = (*QueuedAudit)(nil)
 // sequencerLockKey is the key of the session advisory lock the sequencer
 // holds ("lk-seqnc" in ASCII).
 const sequencerLockKey int64 = 0x6c6b2d7365716e63
+
+// How often lead asks the server: a non-sequencer tries for the lock, the
+// sequencer checks that its connection (and so its lock) is still there.
+const (
+	leadTry   = 50 * time.Millisecond
+	leadCheck = time.Second
+)
 
 // QueuedAudit returns the queued audit storage of s.
 func (s *Store) QueuedAudit(sync Sync) *QueuedAudit {
@@ -56,40 +66,52 @@ func (q *QueuedAudit) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	if q.leader != nil {
-		err := q.leader.Close(context.Background())
-		q.leader = nil
+	if q.conn != nil {
+		err := q.conn.Close(context.Background())
+		q.conn, q.leader = nil, false
 		return err
 	}
 	return nil
 }
 
 // lead reports whether this process is the sequencer, trying to become
-// it if not (and if its lock connection died, it is not any more).
+// it (at most every leadTry) if not. The sequencer checks its lock's
+// connection every leadCheck: if it died, so did the lock (another
+// process may hold it now; two sequencers for a moment are safe, see
+// QueuedAudit).
 func (q *QueuedAudit) lead(ctx context.Context) (bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return false, audit.ErrClosed
 	}
-	if q.leader != nil {
-		if err := q.leader.Ping(ctx); err == nil {
+	now := time.Now()
+	if q.leader && now.Sub(q.checked) < leadCheck || !q.leader && now.Sub(q.checked) < leadTry {
+		return q.leader, nil
+	}
+	q.checked = now
+	if q.conn != nil && q.leader {
+		if err := q.conn.Ping(ctx); err == nil {
 			return true, nil
 		}
-		q.leader.Close(context.Background())
-		q.leader = nil
 	}
-	c, err := pgx.ConnectConfig(ctx, q.s.pool.Config().ConnConfig.Copy())
-	if err != nil {
+	if q.conn != nil && q.conn.IsClosed() || q.conn != nil && q.leader {
+		q.conn.Close(context.Background())
+		q.conn, q.leader = nil, false
+	}
+	if q.conn == nil {
+		c, err := pgx.ConnectConfig(ctx, q.s.pool.Config().ConnConfig.Copy())
+		if err != nil {
+			return false, fmt.Errorf("postgres: audit sequencer: %w", err)
+		}
+		q.conn = c
+	}
+	if err := q.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, sequencerLockKey).Scan(&q.leader); err != nil {
+		q.conn.Close(context.Background())
+		q.conn, q.leader = nil, false
 		return false, fmt.Errorf("postgres: audit sequencer: %w", err)
 	}
-	var ok bool
-	if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, sequencerLockKey).Scan(&ok); err != nil || !ok {
-		c.Close(context.Background())
-		return false, err
-	}
-	q.leader = c
-	return true, nil
+	return q.leader, nil
 }
 
 // Mark implements audit.Queue: the newest row queued by any process.
