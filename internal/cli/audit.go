@@ -593,6 +593,9 @@ func verifyLocal(ctx context.Context, dir, dsn string, files []string, v note.Ve
 		return verified{}, err
 	}
 	defer st.Close()
+	defer storage.Close()
+	// A journal left by a serve that died is added to the tree first
+	// (Verify waits for it); a running serve's is its own.
 	l := audit.New(storage, audit.Config{})
 	defer l.Close()
 	// A running serve may sign a checkpoint past the size Verify saw:

@@ -98,11 +98,12 @@ var errInitializing = errors.New("another process is initializing the store")
 // initialized (holds an admin token). If it is not, this process has
 // claimed its initialisation, or it fails with errInitializing.
 func sharedInitialized(ctx context.Context, cfg Config) (bool, error) {
-	st, _, err := OpenStore(ctx, cfg.DataDir, cfg.Store, "")
+	st, storage, err := OpenStore(ctx, cfg.DataDir, cfg.Store, "")
 	if err != nil {
 		return false, err
 	}
 	defer st.Close()
+	defer storage.Close()
 	admin := true
 	ts, err := st.Tokens(ctx, store.TokenFilter{Admin: &admin})
 	if err != nil {
