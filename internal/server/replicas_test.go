@@ -78,11 +78,16 @@ func startReplicas(t *testing.T) *replicaSet {
 		p := startServe(t, rs.bin, dir, "--store", rs.dsn, "--audit-delay", "5ms", "--access-log=false",
 			"--token-rate", "1000000", "--token-burst", "1000000", "--failure-rate", "1000000", "--failure-burst", "1000000")
 		rs.procs, rs.dirs = append(rs.procs, p), append(rs.dirs, dir)
-		b, err := os.ReadFile(filepath.Join(dir, "gateway.url"))
-		if err != nil {
-			t.Fatal(err)
+		// serve writes gateway.url just after admin.url.
+		var gw string
+		for deadline := time.Now().Add(15 * time.Second); gw == ""; time.Sleep(10 * time.Millisecond) {
+			if b, err := os.ReadFile(filepath.Join(dir, "gateway.url")); err == nil && strings.HasSuffix(string(b), "\n") {
+				gw = strings.TrimSpace(string(b))
+			} else if time.Now().After(deadline) {
+				t.Fatalf("%s/gateway.url not written within 15s", dir)
+			}
 		}
-		rs.gws = append(rs.gws, strings.TrimSpace(string(b)))
+		rs.gws = append(rs.gws, gw)
 	}
 	tok := regexp.MustCompile(token.Pattern).FindString(rs.procs[0].stdout.String())
 	if tok == "" {
