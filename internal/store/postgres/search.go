@@ -229,37 +229,15 @@ func (a *AuditStorage) CheckSearchColumns(ctx context.Context, size int64) error
 	if err := a.s.indexAudit(ctx); err != nil {
 		return fmt.Errorf("postgres: audit columns: %w", err)
 	}
-	const chunk = 8192
-	for first := int64(0); first < size; first += chunk {
-		end := min(first+chunk, size)
+	rows := func(ctx context.Context, first, end int64) (map[int64]indexCols, error) {
 		cols, err := a.indexRows(ctx, first, end)
-		if err != nil {
-			return scrub(fmt.Errorf("postgres: audit columns: %w", err), a.s.pw)
-		}
-		leaves, err := a.ScanLeaves(ctx, first, int(end-first))
-		if err != nil {
-			return err
-		}
-		for _, l := range leaves {
-			if l.Index >= end {
-				break
-			}
-			c, ok := cols[l.Index]
-			if !ok {
-				return &audit.VerifyError{Index: l.Index, Reason: "record is missing from the search index (removed to hide it from search)"}
-			}
-			r, err := audit.Decode(l.Data)
-			if err != nil {
-				return &audit.VerifyError{Index: l.Index, Reason: "record does not decode: " + err.Error()}
-			}
-			want := colsOf(r)
-			want.time = r.Time.UnixNano()
-			if c != want {
-				return &audit.VerifyError{Index: l.Index, Reason: "search columns differ from the record (edited to hide it from search)"}
-			}
-		}
+		return cols, scrub(err, a.s.pw)
 	}
-	return nil
+	return audit.CheckIndex(ctx, a, size, rows, func(r audit.Record) indexCols {
+		c := colsOf(r)
+		c.time = r.Time.UnixNano()
+		return c
+	})
 }
 
 // indexRows reads the search index rows of records first..end-1.

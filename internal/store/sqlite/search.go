@@ -170,35 +170,7 @@ func (a *AuditStorage) CheckSearchColumns(ctx context.Context, size int64) error
 	if err := a.s.indexAudit(ctx); err != nil {
 		return fmt.Errorf("sqlite: audit columns: %w", err)
 	}
-	const chunk = 8192
-	for first := int64(0); first < size; first += chunk {
-		end := min(first+chunk, size)
-		cols, err := a.indexRows(ctx, first, end)
-		if err != nil {
-			return fmt.Errorf("sqlite: audit columns: %w", err)
-		}
-		leaves, err := a.ScanLeaves(ctx, first, int(end-first))
-		if err != nil {
-			return err
-		}
-		for _, l := range leaves {
-			if l.Index >= end {
-				break
-			}
-			c, ok := cols[l.Index]
-			if !ok {
-				return &audit.VerifyError{Index: l.Index, Reason: "record is missing from the search index (removed to hide it from search)"}
-			}
-			r, err := audit.Decode(l.Data)
-			if err != nil {
-				return &audit.VerifyError{Index: l.Index, Reason: "record does not decode: " + err.Error()}
-			}
-			if c != colsOf(r) {
-				return &audit.VerifyError{Index: l.Index, Reason: "search columns differ from the record (edited to hide it from search)"}
-			}
-		}
-	}
-	return nil
+	return audit.CheckIndex(ctx, a, size, a.indexRows, colsOf)
 }
 
 // indexCols is one audit_keys row without its index.
