@@ -13,26 +13,6 @@ import (
 	"latchkey/internal/store/sqlite"
 )
 
-// TestSearchSeesNewRecords: a record is found by Search as soon as its
-// Append has returned, whatever the background indexer has done.
-func TestSearchSeesNewRecords(t *testing.T) {
-	s := openStore(t, filepath.Join(t.TempDir(), "latchkey.db"))
-	st := s.Audit(sqlite.SyncNormal)
-	l := audit.New(st, audit.Config{})
-	defer l.Close()
-	for i := range 50 {
-		r := audittest.Rec(i)
-		first, err := l.Append(t.Context(), r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := st.Search(t.Context(), audit.Filter{Limit: 1})
-		if err != nil || len(got) != 1 || got[0].Index != first {
-			t.Fatalf("after Append %d: Search = %v, %v; want record %d", i, got, err, first)
-		}
-	}
-}
-
 // TestSearchIndexTamper: the search index is checked against the leaves:
 // a row edited or removed there (to hide a record from search) is
 // reported by CheckSearchColumns, and a deleted index file is rebuilt.
