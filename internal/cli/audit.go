@@ -26,7 +26,7 @@ import (
 
 func auditCmd(g *globals) *cobra.Command {
 	return group("audit", "Search, prove, export and verify the tamper-evident audit log",
-		auditSearchCmd(g), auditCheckpointCmd(g), auditProveCmd(g), auditConsistencyCmd(g), auditExportCmd(g), auditVerifyCmd())
+		auditSearchCmd(g), auditCheckpointCmd(g), auditProveCmd(g), auditConsistencyCmd(g), auditExportCmd(g), auditVerifyCmd(), auditIndexCmd())
 }
 
 func auditSearchCmd(g *globals) *cobra.Command {

@@ -21,6 +21,7 @@ func benchCmd() *cobra.Command {
 
 func benchGatewayCmd() *cobra.Command {
 	var cfg loadgen.Config
+	var inProcessIndex bool
 	c := &cobra.Command{
 		Use:   "gateway [--store DSN] [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--paced=false | --rate N | --rate-share F] [--output json]",
 		Short: "Load the gateway against a bare reverse proxy and print the ratios",
@@ -93,8 +94,10 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.Float64Var(&cfg.Rate, "rate", 0, "with --paced: requests per second asked of every target (default: --rate-share of the bare proxy's)")
 	f.Float64Var(&cfg.PacedShare, "rate-share", 0.5, "with --paced and no --rate: the fixed rate as a share of the bare proxy's closed-loop throughput")
 	f.StringVar(&cfg.Store, "store", "", "PostgreSQL connection string of a server to run the gateway's store on, in a scratch database created and dropped by the run (default: SQLite in a temporary directory)")
+	f.BoolVar(&inProcessIndex, "index-in-process", false, "index the SQLite stores' audit logs for search in this process, instead of in processes beside it at the lowest priority, as serve's --index-in-process")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg.IndexerProcess = !inProcessIndex
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
 			return usagef("--conns, --rounds, --tokens and --duration must be positive")
 		}

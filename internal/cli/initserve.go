@@ -79,6 +79,7 @@ admin token.`,
 
 func serveCmd() *cobra.Command {
 	var cfg server.Config
+	var inProcessIndex bool
 	var maxTTL, requestTTL, sweepEvery, expiryNotice string
 	var proxies []string
 	c := &cobra.Command{
@@ -175,6 +176,7 @@ and revokes each reported token at once.`,
 	c.Flags().StringVar(&cfg.TLSKey, "admin-tls-key", "", "PEM private key for --admin-tls-cert")
 	c.Flags().DurationVar(&cfg.AuditDelay, "audit-delay", audit.DefaultIntegrateDelay,
 		"how long acknowledged audit records (journalled, durable) gather before they are added to the Merkle tree in one transaction: longer means larger, cheaper batches (a search or proof waits for the records before it at most that long)")
+	c.Flags().BoolVar(&inProcessIndex, "index-in-process", false, "with the SQLite store, index the audit log for search in serve's own process, instead of in a process beside it at the lowest priority (latchkey audit index --follow)")
 	c.Flags().StringVar(&cfg.AuditSync, "audit-sync", "normal", "audit durability: normal (a record survives a kill of the process) or full (it survives power loss: fsync per commit)")
 	c.Flags().StringVar(&cfg.LeakKeys, "leak-keys", "", "accept signed leak reports at POST /v1/leaks, verified with the keys of this file (GitHub's secret scanning key document)")
 	c.Flags().StringVar(&cfg.CheckpointDir, "checkpoint-dir", "", "also write every signed audit checkpoint to this directory (e.g. one shipped off the host)")
@@ -190,6 +192,7 @@ and revokes each reported token at once.`,
 	_ = c.MarkFlagRequired("data")
 	_ = c.MarkFlagDirname("data")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg.IndexerProcess = !inProcessIndex
 		d, err := parseDuration("max-ttl", maxTTL)
 		if err != nil {
 			return err

@@ -39,6 +39,11 @@ const (
 
 // Config configures Run. The zero value runs the default load.
 type Config struct {
+	// IndexerProcess runs each SQLite store's audit search indexer in a
+	// process of its own, as serve does (server.Config.IndexerProcess):
+	// this binary's "audit index --follow", which the latchkey command is
+	// and a test binary is not. False indexes in this process.
+	IndexerProcess bool
 	// Conns is how many connections drive a target at once: one
 	// goroutine each, with one request in flight. Default 64.
 	Conns int

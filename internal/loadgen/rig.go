@@ -23,6 +23,7 @@ import (
 	"latchkey/internal/access"
 	"latchkey/internal/audit"
 	"latchkey/internal/gateway"
+	"latchkey/internal/indexer"
 	"latchkey/internal/metrics"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
@@ -202,11 +203,27 @@ func (r *rig) serve(h http.Handler) (string, error) {
 // server for the run and dropped after it.
 func (r *rig) openStore(ctx context.Context, dir string) (store.Store, audit.Storage, error) {
 	if r.cfg.Store == "" {
-		st, err := sqlite.Open(ctx, filepath.Join(dir, "latchkey.db"))
+		db := filepath.Join(dir, "latchkey.db")
+		var opts []sqlite.Option
+		if r.cfg.IndexerProcess {
+			opts = append(opts, sqlite.ExternalIndexer())
+		}
+		st, err := sqlite.Open(ctx, db, opts...)
 		if err != nil {
 			return nil, nil, err
 		}
 		r.closers = append(r.closers, st.Close)
+		if r.cfg.IndexerProcess {
+			args, err := indexer.Args(db)
+			if err != nil {
+				return nil, nil, err
+			}
+			p, err := indexer.Start(slog.New(slog.NewTextHandler(r.cfg.Progress, nil)), args)
+			if err != nil {
+				return nil, nil, err
+			}
+			r.closers = append(r.closers, func() error { p.Stop(); return nil })
+		}
 		q, err := st.QueuedAudit(ctx, sqlite.SyncNormal) // as serve has it
 		if err != nil {
 			return nil, nil, err

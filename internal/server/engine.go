@@ -37,8 +37,9 @@ type AuditStorage interface {
 // database it names (the data directory then holds only the keys, which
 // every process sharing that database must have copies of). The storage
 // is the engine's audit.Queue (records acknowledged once queued, added to
-// the tree behind); close it after the Log on it, then the store.
-func OpenStore(ctx context.Context, dataDir, dsn, auditSync string) (store.Store, AuditStorage, error) {
+// the tree behind); close it after the Log on it, then the store. opts
+// apply to a SQLite store.
+func OpenStore(ctx context.Context, dataDir, dsn, auditSync string, opts ...sqlite.Option) (store.Store, AuditStorage, error) {
 	full, err := parseAuditSync(auditSync)
 	if err != nil {
 		return nil, nil, err
@@ -54,7 +55,7 @@ func OpenStore(ctx context.Context, dataDir, dsn, auditSync string) (store.Store
 		}
 		return st, st.QueuedAudit(sync), nil
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dataDir, dbFile))
+	st, err := sqlite.Open(ctx, filepath.Join(dataDir, dbFile), opts...)
 	if err != nil {
 		return nil, nil, err
 	}

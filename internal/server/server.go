@@ -47,12 +47,14 @@ import (
 	"latchkey/internal/audit"
 	"latchkey/internal/dpop"
 	"latchkey/internal/gateway"
+	"latchkey/internal/indexer"
 	"latchkey/internal/leak"
 	"latchkey/internal/metrics"
 	"latchkey/internal/notify"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/store/postgres"
+	"latchkey/internal/store/sqlite"
 	"latchkey/internal/usage"
 	"latchkey/internal/web"
 )
@@ -170,6 +172,11 @@ type Config struct {
 	// (journalled) audit records gather before they are added to the tree
 	// (0: audit.DefaultIntegrateDelay).
 	AuditDelay time.Duration
+	// IndexerProcess, on the SQLite store, runs the audit search indexer
+	// in a process of its own (package indexer): this binary's "audit
+	// index --follow", which the latchkey command is and a test binary is
+	// not. False indexes in this process.
+	IndexerProcess bool
 	// CheckpointDir, if set, receives a copy of every signed checkpoint
 	// (besides DataDir/checkpoints), e.g. a mount shipped off the host.
 	CheckpointDir string
@@ -298,6 +305,7 @@ type instance struct {
 	a       *access.Authority
 	st      store.Store
 	storage AuditStorage
+	indexer *indexer.Process // the audit search indexer, or nil
 	audit   *audit.Log
 	hooks   *notify.Notifier   // queues webhook deliveries of the Authority's events
 	deliver *notify.Dispatcher // sends them (run by serve)
@@ -307,6 +315,9 @@ type instance struct {
 // it queued is in the tree), its queue, then the store.
 func (in *instance) close() error {
 	var errs []error
+	if in.indexer != nil {
+		in.indexer.Stop()
+	}
 	if in.audit != nil {
 		errs = append(errs, in.audit.Close())
 	}
@@ -332,11 +343,27 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	if err := ensureAuditKey(dataDir); err != nil {
 		return nil, fmt.Errorf("failed to create the audit signing key: %w", err)
 	}
-	st, storage, err := OpenStore(ctx, dataDir, cfg.Store, cfg.AuditSync)
+	external := cfg.IndexerProcess && cfg.Store == ""
+	var opts []sqlite.Option
+	if external {
+		opts = append(opts, sqlite.ExternalIndexer())
+	}
+	st, storage, err := OpenStore(ctx, dataDir, cfg.Store, cfg.AuditSync, opts...)
 	if err != nil {
 		return nil, err
 	}
 	in := &instance{st: st, storage: storage}
+	if external {
+		// After OpenStore: the indexer refuses a store not migrated yet.
+		args, err := indexer.Args(filepath.Join(dataDir, dbFile))
+		if err == nil {
+			in.indexer, err = indexer.Start(cfg.Log, args)
+		}
+		if err != nil {
+			in.close()
+			return nil, err
+		}
+	}
 	// Audit appends are queued (journalled), and added to the tree
 	// behind: the audited operations wait for one write, not for the
 	// tree's commit.

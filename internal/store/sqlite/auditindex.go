@@ -3,11 +3,14 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"latchkey/internal/audit"
@@ -96,9 +99,13 @@ func openSearch(ctx context.Context, path string) (w, r *sql.DB, err error) {
 	return w, r, nil
 }
 
-// indexer keeps the search index close behind the log.
+// indexer keeps the search index close behind the log, unless another
+// process does (ExternalIndexer).
 func (s *Store) indexer() {
 	defer close(s.ixDone)
+	if s.external {
+		return
+	}
 	t := time.NewTicker(indexEvery)
 	defer t.Stop()
 	for {
@@ -108,53 +115,108 @@ func (s *Store) indexer() {
 		case <-t.C:
 			// A failure is retried on the next tick, and Search, which
 			// catches up itself before reading, reports it.
-			_ = s.indexAudit(context.Background())
+			_, _ = s.ix.catchUp(context.Background(), nil)
 		}
 	}
 }
 
-// indexAudit indexes every stored record not yet in the search index. A
-// leaf that does not decode is indexed with empty columns, so that a
-// search reaching it reports it rather than hiding it.
+// indexAudit indexes every stored record not yet in the search index.
 func (s *Store) indexAudit(ctx context.Context) error {
-	s.ixMu.Lock()
-	defer s.ixMu.Unlock()
-	var next int64
-	if err := s.sw.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&next); err != nil {
-		return fmt.Errorf("sqlite: audit index: %w", err)
-	}
+	_, err := s.ix.catchUp(ctx, nil)
+	return err
+}
+
+// searchIndex fills the search index of a store file from its leaves.
+// Several processes may fill one index at once (serve's indexer process,
+// and serve itself when a search finds the index behind): each batch
+// reads how far the index has reached inside its own write transaction,
+// which holds the index file's lock, so no record is indexed twice.
+type searchIndex struct {
+	src *sql.DB    // the store file, read only
+	w   *sql.DB    // the index file's writer
+	mu  sync.Mutex // one catchUp at a time in this process
+}
+
+// catchUp indexes every stored record not yet in the search index, in
+// transactions of up to indexChunk records, calling progress (if not nil)
+// after each with the count so far. A leaf that does
+// not decode is indexed with empty columns, so that a search reaching it
+// reports it rather than hiding it.
+func (ix *searchIndex) catchUp(ctx context.Context, progress func(done int64)) (int64, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var done int64
 	for {
-		rows, err := s.scan.QueryContext(ctx, `SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx LIMIT ?`, next, indexChunk)
+		n, err := ix.step(ctx)
 		if err != nil {
-			return fmt.Errorf("sqlite: audit index: %w", err)
+			return done, fmt.Errorf("sqlite: audit index: %w", err)
 		}
-		var batch []indexRow
-		for rows.Next() {
-			var idx int64
-			var leaf []byte
-			if err := rows.Scan(&idx, &leaf); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite: audit index: %w", err)
-			}
-			r, err := audit.Decode(leaf)
-			if err != nil {
-				r = audit.Record{} // indexed empty: see above
-			}
-			batch = append(batch, indexRow{idx, r})
+		done += int64(n)
+		if progress != nil {
+			progress(done)
 		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return fmt.Errorf("sqlite: audit index: %w", err)
+		if n == 0 {
+			return done, nil
 		}
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := s.insertIndex(ctx, batch); err != nil {
-			return err
-		}
-		next = batch[len(batch)-1].idx + 1
 	}
+}
+
+// step indexes up to indexChunk records in one transaction, and returns
+// how many.
+func (ix *searchIndex) step(ctx context.Context) (int, error) {
+	tx, err := ix.w.BeginTx(ctx, nil) // IMMEDIATE: the file's write lock
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var next int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&next); err != nil {
+		return 0, err
+	}
+	batch, err := ix.leaves(ctx, next)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	for rest := batch; len(rest) > 0; {
+		k := min(len(rest), insertRows)
+		args := make([]any, 0, 8*k)
+		for _, b := range rest[:k] {
+			c := colsOf(b.r)
+			args = append(args, b.idx, c.time, c.contractor, c.token, c.service, c.action, c.decision, c.actor)
+		}
+		q := `INSERT INTO audit_keys (idx, time, contractor, token_id, service, action, decision, actor) VALUES ` + placeholders(k, 8)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return 0, err
+		}
+		rest = rest[k:]
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return len(batch), nil
+}
+
+// leaves reads and decodes up to indexChunk records from index next on.
+func (ix *searchIndex) leaves(ctx context.Context, next int64) ([]indexRow, error) {
+	rows, err := ix.src.QueryContext(ctx, `SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx LIMIT ?`, next, indexChunk)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var batch []indexRow
+	for rows.Next() {
+		var idx int64
+		var leaf []byte
+		if err := rows.Scan(&idx, &leaf); err != nil {
+			return nil, err
+		}
+		r, err := audit.Decode(leaf)
+		if err != nil {
+			r = audit.Record{} // indexed empty: see catchUp
+		}
+		batch = append(batch, indexRow{idx, r})
+	}
+	return batch, rows.Err()
 }
 
 // indexRow is the search columns of one record.
@@ -163,27 +225,77 @@ type indexRow struct {
 	r   audit.Record
 }
 
-func (s *Store) insertIndex(ctx context.Context, batch []indexRow) error {
-	tx, err := s.sw.BeginTx(ctx, nil)
+// errNotMigrated: IndexAudit found a store that its binary has not
+// brought up to date (or a newer one): it does not migrate, serve does.
+var errNotMigrated = errors.New("store schema is not this binary's: start serve (which migrates it) with the same binary")
+
+// IndexAudit brings the audit search index of the store file at path up
+// to date, then, if every is positive, again every that until ctx is
+// done. It is the indexer process that serve runs beside itself (with
+// ExternalIndexer), at a low priority, so that indexing's work competes
+// with the gateway's only for the processor time the gateway leaves; and
+// a way to rebuild a deleted index. It reads the store without writing
+// it, and refuses one whose schema its binary does not have exactly.
+// progress, if not nil, is called after each transaction with the
+// records in the index and the log's size when the catch-up began.
+func IndexAudit(ctx context.Context, path string, every time.Duration, progress func(done, size int64)) error {
+	path, err := filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit index: %w", err)
 	}
-	defer tx.Rollback()
-	for len(batch) > 0 {
-		k := min(len(batch), insertRows)
-		args := make([]any, 0, 8*k)
-		for _, b := range batch[:k] {
-			c := colsOf(b.r)
-			args = append(args, b.idx, c.time, c.contractor, c.token, c.service, c.action, c.decision, c.actor)
-		}
-		q := `INSERT INTO audit_keys (idx, time, contractor, token_id, service, action, decision, actor) VALUES ` + placeholders(k, 8)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("sqlite: audit index: %w", err)
-		}
-		batch = batch[k:]
-	}
-	if err := tx.Commit(); err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("sqlite: audit index: %w", err)
 	}
-	return nil
+	src, err := openPool(ctx, path, url.Values{
+		"_query_only": {"1"},
+		"_pragma":     {fmt.Sprintf("mmap_size(%d)", mmapSize)},
+	})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	src.SetMaxOpenConns(1)
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	var version int
+	if err := src.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
+		return fmt.Errorf("sqlite: audit index: %s: %w", path, err)
+	}
+	if version != len(ms) {
+		return fmt.Errorf("sqlite: audit index: %s is at schema version %d, this binary's is %d: %w", path, version, len(ms), errNotMigrated)
+	}
+	w, r, err := openSearch(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	r.Close()
+	ix := &searchIndex{src: src, w: w}
+	for {
+		var from, size int64
+		if err := w.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&from); err != nil {
+			return fmt.Errorf("sqlite: audit index: %w", err)
+		}
+		if err := src.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_records`).Scan(&size); err != nil {
+			return fmt.Errorf("sqlite: audit index: %w", err)
+		}
+		var p func(int64)
+		if progress != nil {
+			p = func(done int64) { progress(from+done, size) }
+		}
+		_, err := ix.catchUp(ctx, p)
+		if every > 0 && ctx.Err() != nil {
+			return nil // stopped
+		}
+		if err != nil || every <= 0 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
 }

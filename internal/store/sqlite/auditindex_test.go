@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"latchkey/internal/audit"
 	"latchkey/internal/audit/audittest"
@@ -142,5 +143,128 @@ func TestSearchRechecksRecords(t *testing.T) {
 		if n == 0 {
 			t.Fatalf("limit %d: record 5 not found behind the colliding candidates", limit)
 		}
+	}
+}
+
+// indexed counts the rows of the search index of the store at path.
+func indexed(t *testing.T, path string) int {
+	t.Helper()
+	var n int
+	db := rawDB(t, strings.TrimSuffix(path, ".db")+"-search.db")
+	if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM audit_keys`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestIndexAuditProcess: with ExternalIndexer the store leaves its index
+// alone; IndexAudit, as the indexer process runs it, fills it while
+// records are appended, and at the same time as the store's own catch-ups
+// (a search's) and a second IndexAudit, with every record indexed once;
+// --follow's loop ends with its context.
+func TestIndexAuditProcess(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "latchkey.db")
+	s, err := sqlite.Open(t.Context(), path, sqlite.ExternalIndexer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := s.Audit(sqlite.SyncNormal)
+	l := audit.New(st, audit.Config{})
+	defer l.Close()
+	audittest.AppendConcurrently(t, l, 4, 25)
+	if _, err := l.Size(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // longer than the in-process indexer's period
+	if n := indexed(t, path); n != 0 {
+		t.Fatalf("an ExternalIndexer store indexed %d records itself", n)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	followed := make(chan error, 2)
+	for range 2 {
+		go func() { followed <- sqlite.IndexAudit(ctx, path, 5*time.Millisecond, nil) }()
+	}
+	stop := make(chan struct{})
+	searched := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				searched <- nil
+				return
+			default:
+			}
+			if _, err := st.Search(t.Context(), audit.Filter{Limit: 1}); err != nil {
+				searched <- err
+				return
+			}
+		}
+	}()
+	audittest.AppendConcurrently(t, l, 4, 250)
+	size, err := l.Size(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	if err := <-searched; err != nil {
+		t.Fatalf("Search beside the indexers: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for indexed(t, path) < int(size) {
+		if time.Now().After(deadline) {
+			t.Fatalf("index holds %d of %d records after 10s", indexed(t, path), size)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	for range 2 {
+		if err := <-followed; err != nil {
+			t.Fatalf("IndexAudit --follow: %v", err)
+		}
+	}
+	if err := st.CheckSearchColumns(t.Context(), size); err != nil {
+		t.Fatalf("index after concurrent indexers: %v", err)
+	}
+	if n := indexed(t, path); n != int(size) {
+		t.Fatalf("index holds %d rows for %d records", n, size)
+	}
+
+	// Once more, one-shot, from an empty index: progress counts up to
+	// the log's size.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(dir, "latchkey-search.db") + suffix)
+	}
+	var last, total int64
+	if err := sqlite.IndexAudit(t.Context(), path, 0, func(done, size int64) { last, total = done, size }); err != nil {
+		t.Fatal(err)
+	}
+	if last != size || total != size {
+		t.Fatalf("one-shot progress ended at %d of %d, want %d of %d", last, total, size, size)
+	}
+}
+
+// TestIndexAuditRefuses: IndexAudit neither creates a store nor indexes
+// one whose schema is not its binary's (it does not migrate).
+func TestIndexAuditRefuses(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "none.db")
+	if err := sqlite.IndexAudit(t.Context(), missing, 0, nil); err == nil {
+		t.Fatal("IndexAudit of a missing file succeeded")
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("IndexAudit created %s: %v", missing, err)
+	}
+	path := filepath.Join(dir, "latchkey.db")
+	openStore(t, path)
+	db := rawDB(t, path)
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO schema_migrations (version) SELECT max(version) + 1 FROM schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	err := sqlite.IndexAudit(t.Context(), path, 0, nil)
+	if err == nil || !strings.Contains(err.Error(), "schema version") {
+		t.Fatalf("IndexAudit of a newer store = %v, want a schema version error", err)
 	}
 }

@@ -81,12 +81,20 @@ type Store struct {
 
 	path string // absolute path of the database file
 
-	ixMu   sync.Mutex // one indexAudit at a time
-	stopCk chan struct{}
-	ckDone chan struct{}
-	ixDone chan struct{}
-	closed sync.Once
+	ix       *searchIndex
+	external bool // another process runs the indexer (ExternalIndexer)
+	stopCk   chan struct{}
+	ckDone   chan struct{}
+	ixDone   chan struct{}
+	closed   sync.Once
 }
+
+// An Option changes how Open opens a store.
+type Option func(*Store)
+
+// ExternalIndexer leaves keeping the audit search index up to date to
+// another process, which runs IndexAudit on the same file.
+func ExternalIndexer() Option { return func(s *Store) { s.external = true } }
 
 // checkpointEvery is how often the checkpointer copies the WAL into the
 // database file.
@@ -95,7 +103,12 @@ const checkpointEvery = 200 * time.Millisecond
 // Open opens the database at path, creating the file if it does not exist,
 // and brings its schema up to date. It refuses, with an error, a database
 // whose schema is newer than this binary knows.
-func Open(ctx context.Context, path string) (*Store, error) {
+//
+// By default the store keeps its audit search index up to date itself, a
+// second behind the log; with ExternalIndexer it leaves that to another
+// process (IndexAudit), and only a search or check that finds the index
+// behind catches it up.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// The driver takes a file: URI; a relative path would be read as its
 	// authority, so make it absolute first.
 	path, err := filepath.Abs(path)
@@ -157,8 +170,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		ck.Close()
 		return nil, err
 	}
-	s := &Store{path: path, w: w, r: r, scan: scan, ck: ck, sw: sw, sr: sr,
+	s := &Store{path: path, w: w, r: r, scan: scan, ck: ck, sw: sw, sr: sr, ix: &searchIndex{src: scan, w: sw},
 		stopCk: make(chan struct{}), ckDone: make(chan struct{}), ixDone: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
 	go s.checkpointer()
 	go s.indexer()
 	return s, nil

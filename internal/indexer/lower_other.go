@@ -1,0 +1,20 @@
+//go:build !linux
+
+package indexer
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// sysProcAttr: only Linux has a parent-death signal; WatchParent ends the
+// indexer there.
+func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+// Lower gives this process the lowest processor priority (nice 19).
+func Lower() error {
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, 19); err != nil {
+		return fmt.Errorf("indexer: lower priority: %w", err)
+	}
+	return nil
+}
