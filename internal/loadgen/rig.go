@@ -206,7 +206,7 @@ func (r *rig) openStore(ctx context.Context, dir string) (store.Store, audit.Sto
 		db := filepath.Join(dir, "latchkey.db")
 		var opts []sqlite.Option
 		if r.cfg.IndexerProcess {
-			opts = append(opts, sqlite.ExternalIndexer())
+			opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag))
 		}
 		st, err := sqlite.Open(ctx, db, opts...)
 		if err != nil {

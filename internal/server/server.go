@@ -346,7 +346,7 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	external := cfg.IndexerProcess && cfg.Store == ""
 	var opts []sqlite.Option
 	if external {
-		opts = append(opts, sqlite.ExternalIndexer())
+		opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag))
 	}
 	st, storage, err := OpenStore(ctx, dataDir, cfg.Store, cfg.AuditSync, opts...)
 	if err != nil {

@@ -99,13 +99,13 @@ func openSearch(ctx context.Context, path string) (w, r *sql.DB, err error) {
 	return w, r, nil
 }
 
-// indexer keeps the search index close behind the log, unless another
-// process does (ExternalIndexer).
+// indexer keeps the search index close behind the log. With an external
+// indexer (ExternalIndexer) it only watches how far behind the index is,
+// and catches it up itself once that is more than the option's maxLag
+// records: an indexer process at the idle priority gets no processor time
+// while the gateway takes all of it, and a search must stay quick.
 func (s *Store) indexer() {
 	defer close(s.ixDone)
-	if s.external {
-		return
-	}
 	t := time.NewTicker(indexEvery)
 	defer t.Stop()
 	for {
@@ -113,11 +113,28 @@ func (s *Store) indexer() {
 		case <-s.stopCk:
 			return
 		case <-t.C:
-			// A failure is retried on the next tick, and Search, which
-			// catches up itself before reading, reports it.
-			_, _ = s.ix.catchUp(context.Background(), nil)
 		}
+		ctx := context.Background()
+		if s.external && !s.lagging(ctx) {
+			continue
+		}
+		// A failure is retried on the next tick, and Search, which
+		// catches up itself before reading, reports it.
+		_, _ = s.ix.catchUp(ctx, nil)
 	}
+}
+
+// lagging reports whether the search index is more than maxLag records
+// behind the log (or cannot tell).
+func (s *Store) lagging(ctx context.Context) bool {
+	var indexed, size int64
+	if err := s.sr.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&indexed); err != nil {
+		return true
+	}
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_records`).Scan(&size); err != nil {
+		return true
+	}
+	return size-indexed > s.maxLag
 }
 
 // indexAudit indexes every stored record not yet in the search index.

@@ -165,7 +165,7 @@ func indexed(t *testing.T, path string) int {
 func TestIndexAuditProcess(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "latchkey.db")
-	s, err := sqlite.Open(t.Context(), path, sqlite.ExternalIndexer())
+	s, err := sqlite.Open(t.Context(), path, sqlite.ExternalIndexer(1<<30))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,5 +266,32 @@ func TestIndexAuditRefuses(t *testing.T) {
 	err := sqlite.IndexAudit(t.Context(), path, 0, nil)
 	if err == nil || !strings.Contains(err.Error(), "schema version") {
 		t.Fatalf("IndexAudit of a newer store = %v, want a schema version error", err)
+	}
+}
+
+// TestExternalIndexerLag: an ExternalIndexer store whose index falls more
+// than maxLag records behind (its indexer process starved, or dead)
+// catches it up itself.
+func TestExternalIndexerLag(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	s, err := sqlite.Open(t.Context(), path, sqlite.ExternalIndexer(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := audit.New(s.Audit(sqlite.SyncNormal), audit.Config{})
+	defer l.Close()
+	audittest.AppendConcurrently(t, l, 1, 8)
+	time.Sleep(1500 * time.Millisecond)
+	if n := indexed(t, path); n != 0 {
+		t.Fatalf("the store indexed %d records, 8 behind with maxLag 10", n)
+	}
+	audittest.AppendConcurrently(t, l, 4, 10)
+	deadline := time.Now().Add(10 * time.Second)
+	for indexed(t, path) < 48 {
+		if time.Now().After(deadline) {
+			t.Fatalf("index holds %d of 48 records 10s after falling 48 behind with maxLag 10", indexed(t, path))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -82,7 +82,8 @@ type Store struct {
 	path string // absolute path of the database file
 
 	ix       *searchIndex
-	external bool // another process runs the indexer (ExternalIndexer)
+	external bool  // another process runs the indexer (ExternalIndexer)
+	maxLag   int64 // how far behind it may fall before this one steps in
 	stopCk   chan struct{}
 	ckDone   chan struct{}
 	ixDone   chan struct{}
@@ -93,8 +94,16 @@ type Store struct {
 type Option func(*Store)
 
 // ExternalIndexer leaves keeping the audit search index up to date to
-// another process, which runs IndexAudit on the same file.
-func ExternalIndexer() Option { return func(s *Store) { s.external = true } }
+// another process, which runs IndexAudit on the same file, as long as the
+// index is at most maxLag records behind the log; past that the store
+// catches it up itself.
+func ExternalIndexer(maxLag int64) Option {
+	return func(s *Store) { s.external, s.maxLag = true, maxLag }
+}
+
+// MaxIndexLag is serve's maxLag for ExternalIndexer: about four seconds of
+// indexing, and of a search that finds the index that far behind.
+const MaxIndexLag = 1 << 18
 
 // checkpointEvery is how often the checkpointer copies the WAL into the
 // database file.
@@ -106,8 +115,8 @@ const checkpointEvery = 200 * time.Millisecond
 //
 // By default the store keeps its audit search index up to date itself, a
 // second behind the log; with ExternalIndexer it leaves that to another
-// process (IndexAudit), and only a search or check that finds the index
-// behind catches it up.
+// process (IndexAudit) unless it falls far behind, and a search or check
+// that finds the index behind catches it up.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// The driver takes a file: URI; a relative path would be read as its
 	// authority, so make it absolute first.
