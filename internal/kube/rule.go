@@ -176,7 +176,9 @@ func ValidNamespace(ns string) bool { return validLabel(ns) }
 // get, update, patch and delete act on RESOURCE/* (one object), list,
 // watch, create and deletecollection on RESOURCE (the collection). A
 // subresource S takes get, create, update and patch, on RESOURCE/*/S
-// (create of exec, attach and portforward allows GET too: see connect).
+// (create of exec, attach and portforward allows GET too: see connect);
+// other verbs are skipped for it, as in an RBAC rule, but each resource
+// must take at least one of the verbs.
 // Without resources, RESOURCE is "*" under both /api/v1 and /apis/*/*:
 // every resource of every group, no subresource.
 func Scopes(service string, rule Rule) ([]string, error) {
@@ -196,15 +198,23 @@ func Scopes(service string, rule Rule) ([]string, error) {
 	methods := map[string][]string{} // path -> methods
 	var paths []string
 	for _, r := range res {
+		applied := false
 		for _, v := range rule.Verbs {
 			p, ms, err := expand(rule.Namespace, r, v)
+			if errors.Is(err, errNotApplicable) {
+				continue // as in an RBAC rule: pods,pods/log with list lists pods only
+			}
 			if err != nil {
 				return nil, err
 			}
+			applied = true
 			if _, ok := methods[p]; !ok {
 				paths = append(paths, p)
 			}
 			methods[p] = append(methods[p], ms...)
+		}
+		if !applied {
+			return nil, invalid("none of the verbs %s applies to subresource %s (get, create, update and patch do)", strings.Join(rule.Verbs, ","), r)
 		}
 	}
 	var out []string
@@ -243,8 +253,12 @@ func expand(ns string, r Resource, name string) (string, []string, error) {
 	case name == "get" || name == "create" || name == "update" || name == "patch":
 		return p, []string{v.method}, nil
 	}
-	return "", nil, invalid("verb %s does not apply to subresource %s (get, create, update and patch do)", name, r)
+	return "", nil, errNotApplicable
 }
+
+// errNotApplicable is expand's error for a verb a subresource does not
+// take (list, watch, delete, deletecollection): Scopes skips it.
+var errNotApplicable = errors.New("verb does not apply to a subresource")
 
 // Access is one scope read back in Kubernetes terms.
 type Access struct {
