@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -62,7 +63,11 @@ func reportAccessCmd(g *globals) *cobra.Command {
 func accessTable(w io.Writer, rows []adminapi.AccessRow) error {
 	t := newTable(w, "CONTRACTOR", "SERVICE", "METHODS", "PATH", "VIA", "ID", "UNTIL")
 	for _, r := range rows {
-		t.row(r.Contractor, r.Service, r.Methods, r.Path, r.Source, r.ID, when(r.Until))
+		methods, path := r.Methods, r.Path
+		if k := r.Kubernetes; k != nil { // in Kubernetes terms: verbs, namespace and resource
+			methods, path = strings.Join(k.Verbs, ","), "namespace "+k.Namespace+" "+k.Resource
+		}
+		t.row(r.Contractor, r.Service, methods, path, r.Source, r.ID, when(r.Until))
 	}
 	return t.flush()
 }
