@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/coder/websocket"
 )
 
 // fakeKube is a fake Kubernetes API server on 127.0.0.1 (TLS): enough of
@@ -23,6 +26,9 @@ type fakeKube struct {
 	mu       sync.Mutex
 	requests []fakeRequest
 	watching chan string
+	// streams receives the path of each log follow or exec stream once it
+	// is open, and ended once it has ended on the server's side.
+	streams, ended chan string
 }
 
 // fakeRequest is what fakeKube received.
@@ -32,7 +38,7 @@ type fakeRequest struct {
 }
 
 func newFakeKube(t *testing.T) *fakeKube {
-	f := &fakeKube{watching: make(chan string, 8)}
+	f := &fakeKube{watching: make(chan string, 8), streams: make(chan string, 8), ended: make(chan string, 8)}
 	f.srv = httptest.NewTLSServer(f)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -73,6 +79,13 @@ func (f *fakeKube) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, fakeResources)
 	case r.Method == "GET" && len(segs) == 5 && segs[0] == "api" && segs[2] == "namespaces" && segs[4] == "pods":
 		f.pods(w, r, segs[3])
+	case r.Method == "GET" && len(segs) == 6 && segs[0] == "api" && segs[4] == "pods" && segs[5] == "web-1":
+		fmt.Fprintf(w, `{"kind":"Pod","apiVersion":"v1","metadata":%s,"spec":{"containers":[{"name":"web","image":"web"}]},"status":{"phase":"Running"}}`,
+			fmt.Sprintf(fakePodMeta, segs[3]))
+	case r.Method == "GET" && len(segs) == 7 && segs[0] == "api" && segs[4] == "pods" && segs[5] == "web-1" && segs[6] == "log":
+		f.log(w, r)
+	case len(segs) == 7 && segs[0] == "api" && segs[4] == "pods" && segs[5] == "web-1" && segs[6] == "exec":
+		f.exec(w, r)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 		io.WriteString(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}`)
@@ -97,6 +110,48 @@ func (f *fakeKube) pods(w http.ResponseWriter, r *http.Request, ns string) {
 		return
 	}
 	fmt.Fprintf(w, `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[{"metadata":%s,"spec":{"containers":[{"name":"web","image":"web"}]},"status":{"phase":"Running"}}]}`, meta)
+}
+
+// log serves a container's log: one line, then, with follow=true, nothing
+// more until the client goes away.
+func (f *fakeKube) log(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, "log line 1\n")
+	if r.URL.Query().Get("follow") != "true" {
+		return
+	}
+	http.NewResponseController(w).Flush()
+	f.streams <- r.URL.Path
+	<-r.Context().Done()
+	f.ended <- r.URL.Path
+}
+
+// exec serves kubectl exec over WebSocket (the channel.k8s.io protocols
+// v4 and v5 kubectl 1.30 and later speak: binary messages whose first
+// byte is the channel, 1 stdout, 3 the final Status). "echo ARGS" writes
+// ARGS; any other command writes "ready" and runs until the client goes.
+func (f *fakeKube) exec(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"v5.channel.k8s.io", "v4.channel.k8s.io"}})
+	if err != nil {
+		return // Accept answered (a SPDY client gets 400 and falls back or fails)
+	}
+	defer c.CloseNow()
+	ctx := context.Background()
+	cmd := r.URL.Query()["command"]
+	if len(cmd) > 0 && cmd[0] == "echo" {
+		c.Write(ctx, websocket.MessageBinary, append([]byte{1}, strings.Join(cmd[1:], " ")+"\n"...))
+		c.Write(ctx, websocket.MessageBinary, append([]byte{3}, `{"metadata":{},"status":"Success"}`...))
+		c.Close(websocket.StatusNormalClosure, "")
+		return
+	}
+	c.Write(ctx, websocket.MessageBinary, append([]byte{1}, "ready\n"...))
+	f.streams <- r.URL.Path
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			break
+		}
+	}
+	f.ended <- r.URL.Path
 }
 
 // checkJSON fails unless every canned body is valid JSON (a typo would
