@@ -77,3 +77,37 @@ func FuzzDiscovery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDescribe checks that reading a scope back never panics, and that
+// what it reads expands (Scopes) into exactly that scope: the report
+// shows no more and no less than the scope allows.
+func FuzzDescribe(f *testing.F) {
+	f.Add("prod:GET:/api/v1/namespaces/dev/pods")
+	f.Add("prod:GET,POST:/api/v1/namespaces/dev/pods/*/exec")
+	f.Add("prod:PUT,PATCH:/apis/apps/*/namespaces/x/deployments/*/scale")
+	f.Add("prod:*:/apis/*/*/namespaces/dev/*/*")
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, err := scope.Parse(s)
+		if err != nil || sc.IsAdmin() {
+			return
+		}
+		a, ok := Describe(sc)
+		if !ok {
+			return
+		}
+		if a.Namespace == "" || len(a.Verbs) == 0 || a.Resource == "" {
+			t.Fatalf("Describe(%q) = %+v", s, a)
+		}
+		if strings.Contains(a.Resource, "*") || !scope.ValidServiceName(sc.Service()) {
+			return // wildcards: Scopes writes them only for "every resource"
+		}
+		res, err := ParseResources(a.Resource)
+		if err != nil {
+			t.Fatalf("Describe(%q) resource %q does not parse: %v", s, a.Resource, err)
+		}
+		got, err := Scopes(sc.Service(), Rule{Namespace: a.Namespace, Verbs: a.Verbs, Resources: res})
+		if err != nil || len(got) != 1 || got[0] != sc.String() {
+			t.Fatalf("Describe(%q) = %+v expands to %q, %v", s, a, got, err)
+		}
+	})
+}

@@ -322,6 +322,8 @@ func verbsOf(m scope.Methods, shape int, sub string) ([]string, bool) {
 	case sub != "" && connect[sub] && m.Has("GET") && m.Has("POST"):
 		take("POST", "create")
 		take("GET")
+	case sub != "" && connect[sub] && m.Has("POST"):
+		return nil, false // POST alone is less than create, which allows GET too
 	case sub != "":
 		take("GET", "get")
 		take("POST", "create")

@@ -137,6 +137,7 @@ func TestDescribe(t *testing.T) {
 		{"prod:GET:/apis/apps/v1/namespaces/dev/deployments", Access{}, false},
 		{"prod:GET:/api/v1/nodes", Access{}, false},
 		{"prod:GET:/api/v1/namespaces/dev/pods/x", Access{}, false},
+		{"prod:POST:/api/v1/namespaces/dev/pods/*/exec", Access{}, false}, // less than create
 		{"prod:GET:/api/v1/namespaces/dev/*/*/log", Access{}, false},
 	}
 	for _, tt := range tests {
