@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -117,13 +118,19 @@ func ParseVerbs(s string) ([]string, error) {
 		}
 		seen[v] = true
 	}
+	return SortVerbs(slices.Collect(maps.Keys(seen))), nil
+}
+
+// SortVerbs returns the known verbs of vs once each, in the order of
+// ParseVerbs.
+func SortVerbs(vs []string) []string {
 	var out []string
 	for _, v := range verbs {
-		if seen[v.name] {
+		if slices.Contains(vs, v.name) {
 			out = append(out, v.name)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // ParseResources parses a comma-separated list of at most 32 resources,
