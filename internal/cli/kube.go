@@ -194,6 +194,9 @@ namespace of the scopes, if there is exactly one).`,
 	_ = c.MarkFlagRequired("service")
 	_ = c.MarkFlagRequired("output")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if k.tokenFile != "" && (cmd.Flags().Changed("ttl") || cmd.Flags().Changed("note")) {
+			return usagef("--ttl and --note are for the token kubeconfig issues; --token-file gives one already issued")
+		}
 		return k.run(cmd, g, args[0])
 	}
 	return c
