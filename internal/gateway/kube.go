@@ -66,16 +66,26 @@ func contractorOf(ctx context.Context) string {
 	return name
 }
 
-// impersonate removes every impersonation header of the client's request
-// (Impersonate-User, -Group, -Uid, -Extra-*, in any case) and asks the API
-// server to act as the contractor: Impersonate-User "latchkey:NAME",
-// Impersonate-Group "latchkey:contractors". A request without a contractor
-// (never reached: admin tokens cannot call services) impersonates no one
-// and so would run as the gateway: it is given an impossible user instead.
+// identityPrefixes are the prefixes of the request headers that name who
+// a request is for, in any case: impersonation (Impersonate-User, -Group,
+// -Uid, -Extra-*), and the front-proxy headers (X-Remote-User, -Group,
+// -Extra-*, the API server's usual --requestheader-* names), which it
+// believes from a client certificate it trusts for them; should the
+// gateway's certificate be one, a contractor must not set them.
+var identityPrefixes = []string{"Impersonate-", "X-Remote-"}
+
+// impersonate removes every identity header of the client's request (see
+// identityPrefixes) and asks the API server to act as the contractor:
+// Impersonate-User "latchkey:NAME", Impersonate-Group
+// "latchkey:contractors". A request without a contractor (never reached:
+// admin tokens cannot call services) would run as the gateway: it is
+// given an impossible user instead.
 func impersonate(hd http.Header, contractor string) {
 	for name := range hd {
-		if len(name) >= len("Impersonate-") && strings.EqualFold(name[:len("Impersonate-")], "Impersonate-") {
-			delete(hd, name)
+		for _, p := range identityPrefixes {
+			if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
+				delete(hd, name)
+			}
 		}
 	}
 	user := kube.User(contractor)

@@ -111,7 +111,8 @@ func TestKubeImpersonation(t *testing.T) {
 	text, _ := e.issue(t, access.IssueRequest{Scopes: []string{"prod:GET:/api/v1/namespaces/dev/pods"}})
 	r := e.send(t, "GET", "/prod/api/v1/namespaces/dev/pods?watch=0", "Bearer "+text,
 		"Impersonate-User: system:admin", "Impersonate-Group: system:masters", "impersonate-group: system:nodes",
-		"Impersonate-Uid: 0", "Impersonate-Extra-Scopes: all", "IMPERSONATE-EXTRA-reason: x")
+		"Impersonate-Uid: 0", "Impersonate-Extra-Scopes: all", "IMPERSONATE-EXTRA-reason: x",
+		"X-Remote-User: system:admin", "x-remote-group: system:masters", "X-Remote-Extra-Scopes: all")
 	if r.status != 200 || !strings.Contains(r.body, "PodList") {
 		t.Fatalf("status %d %q", r.status, r.body)
 	}
@@ -124,6 +125,9 @@ func TestKubeImpersonation(t *testing.T) {
 	}
 	var imp []string
 	for k, vs := range s.header {
+		if strings.HasPrefix(strings.ToLower(k), "x-remote-") {
+			t.Errorf("front-proxy header %s: %q reached the API server", k, vs)
+		}
 		if strings.HasPrefix(strings.ToLower(k), "impersonate-") {
 			for _, v := range vs {
 				imp = append(imp, k+": "+v)

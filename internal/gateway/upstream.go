@@ -146,9 +146,9 @@ var clientIPHeaders = []string{
 //     service, SPDY/3.1, which kubectl exec, attach and port-forward
 //     use): the Upgrade header of another (h2c, say) is removed, so the
 //     upstream answers plain HTTP and no tunnel escapes the scope check;
-//   - to a kubernetes service, removes every Impersonate-* header the
-//     client sent and sets Impersonate-User and Impersonate-Group to the
-//     token's contractor (see impersonate);
+//   - to a kubernetes service, removes every Impersonate-* and
+//     X-Remote-* header the client sent and sets Impersonate-User and
+//     Impersonate-Group to the token's contractor (see impersonate);
 //   - sets the service's credential headers, replacing any the client sent;
 //   - sets X-Forwarded-For, -Host and -Proto afresh from the connection;
 //     when the peer is a trusted proxy, X-Forwarded-For keeps the chain
