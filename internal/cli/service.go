@@ -50,7 +50,7 @@ stdin) or --kube-client-cert FILE --kube-client-key FILE, all sealed like
 credential headers. That identity needs only the right to impersonate
 users named latchkey:CONTRACTOR and the group latchkey:contractors: the
 gateway forwards each request with Impersonate-User: latchkey:CONTRACTOR and
-Impersonate-Group: latchkey:contractors (removing any Impersonate-* header
+Impersonate-Group: latchkey:contractors (removing any Impersonate-* and X-Remote-* header
 the client sent), so the cluster's RBAC and audit log see the contractor.
 Grant access with "grant add CONTRACTOR --k8s NAME --namespace NS --verbs
 ...", and give the contractor a kubeconfig with "latchkey kubeconfig".`,
