@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs latchkey's whole test suite: vet, every test with the race detector,
 # and a short fuzz smoke of each fuzz target. Installs and starts whatever
-# the tests need when it is missing (Chromium, a PostgreSQL server). Usage:
+# the tests need when it is missing (Chromium, kubectl, a PostgreSQL server). Usage:
 # ./test.sh
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +20,17 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # Here the browser tests fail rather than skip when Chromium is missing.
 export LATCHKEY_BROWSER_REQUIRED=1
+
+# The Kubernetes gateway tests drive Debian's kubectl against a fake API
+# server started by the test.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "== installing kubectl (kubernetes gateway tests)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubernetes-client >/dev/null
+fi
+# Here the kubectl tests fail rather than skip when kubectl is missing.
+export LATCHKEY_KUBECTL_REQUIRED=1
 
 # The PostgreSQL engine's tests run against a throwaway cluster started
 # here (and stopped on exit), on 127.0.0.1 only, trust authentication,

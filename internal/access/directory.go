@@ -214,7 +214,7 @@ func (a *Authority) Services(ctx context.Context) ([]store.Service, error) {
 // Credential opens a service's sealed credential headers. Only the gateway
 // may call it; nothing it returns is ever shown to a client.
 func (a *Authority) Credential(s store.Service) ([]Header, error) {
-	if ServiceKind(s.Upstream) != KindHTTP {
+	if KindOf(s) != KindHTTP {
 		return nil, fmt.Errorf("service %q is not an HTTP service", s.Name)
 	}
 	plain, err := a.cfg.Box.Open(s.SealedCredential, []byte(s.Name))
@@ -230,8 +230,16 @@ func (a *Authority) Credential(s store.Service) ([]Header, error) {
 
 // CredentialNames returns the names (never the values) of a service's
 // injected headers; for a postgres service, "read:ROLE" and "write:ROLE"
-// (role names are not secret; passwords never appear).
+// (role names are not secret; passwords never appear); for a kubernetes
+// service, "token" or "client-certificate".
 func (a *Authority) CredentialNames(s store.Service) ([]string, error) {
+	if KindOf(s) == KindKubernetes {
+		c, err := a.KubernetesCredential(s)
+		if err != nil {
+			return nil, err
+		}
+		return []string{kubernetesAuth(c)}, nil
+	}
 	if ServiceKind(s.Upstream) == KindPostgres {
 		l, err := a.DatabaseCredential(s)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"latchkey/internal/access"
+	"latchkey/internal/kube"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/timespec"
@@ -123,6 +124,9 @@ func (s *Server) addService(ctx context.Context, c caller, r *http.Request) (int
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
+	if in.Kubernetes != nil {
+		return s.addKubernetesService(ctx, c, in)
+	}
 	if in.DatabaseLogins != nil || access.ServiceKind(in.Upstream) == access.KindPostgres {
 		return s.addDatabaseService(ctx, c, in)
 	}
@@ -134,7 +138,21 @@ func (s *Server) addService(ctx context.Context, c caller, r *http.Request) (int
 	for i, h := range in.CredentialHeaders {
 		names[i] = h.Name
 	}
-	return 201, Service{svc.Name, svc.Upstream, names, nonNil(svc.PrivateHeaders), svc.CreatedAt, svc.CreatedBy}, nil
+	return 201, Service{svc.Name, svc.Upstream, names, nonNil(svc.PrivateHeaders), svc.CreatedAt, svc.CreatedBy, access.KindOf(svc)}, nil
+}
+
+// addKubernetesService registers a Kubernetes API server (see
+// NewService.Kubernetes).
+func (s *Server) addKubernetesService(ctx context.Context, c caller, in NewService) (int, any, error) {
+	if len(in.CredentialHeaders) > 0 || len(in.PrivateHeaders) > 0 || in.DatabaseLogins != nil {
+		return 0, nil, &access.Error{Reason: access.ReasonInvalid, Msg: "a kubernetes service takes kubernetes (ca and token or client certificate) only"}
+	}
+	svc, err := s.cfg.Authority.AddKubernetesService(ctx, c.actor(), in.Name, in.Upstream, *in.Kubernetes)
+	if err != nil {
+		return 0, nil, err
+	}
+	o, err := s.toService(svc)
+	return 201, o, err
 }
 
 // addDatabaseService registers a postgres service (see NewService.DatabaseLogins).
@@ -163,7 +181,7 @@ func nonNil(l []string) []string {
 
 func (s *Server) toService(svc store.Service) (Service, error) {
 	names, err := s.cfg.Authority.CredentialNames(svc)
-	return Service{svc.Name, svc.Upstream, nonNil(names), nonNil(svc.PrivateHeaders), svc.CreatedAt, svc.CreatedBy}, err
+	return Service{svc.Name, svc.Upstream, nonNil(names), nonNil(svc.PrivateHeaders), svc.CreatedAt, svc.CreatedBy, access.KindOf(svc)}, err
 }
 
 func (s *Server) listServices(ctx context.Context, c caller, r *http.Request) (int, any, error) {
@@ -331,6 +349,10 @@ func (s *Server) reportAccess(ctx context.Context, c caller, r *http.Request) (i
 	if err != nil {
 		return 0, nil, err
 	}
+	kubernetes, err := s.kubernetesServices(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
 	out := make([]AccessRow, 0, len(rows))
 	parsed := map[string]AccessRow{} // few distinct scopes among many rows: split each once
 	for _, a := range rows {
@@ -341,11 +363,29 @@ func (s *Server) reportAccess(ctx context.Context, c caller, r *http.Request) (i
 				return 0, nil, fmt.Errorf("stored scope %q: %w", a.Scope, err)
 			}
 			p = AccessRow{Service: sc.Service(), Methods: sc.Methods().String(), Path: sc.Path()}
+			if k, ok := kube.Describe(sc); ok && kubernetes[sc.Service()] {
+				p.Kubernetes = &k
+			}
 			parsed[a.Scope] = p
 		}
-		out = append(out, AccessRow{a.Contractor, p.Service, p.Methods, p.Path, a.Scope, a.Source, a.ID, a.Until})
+		out = append(out, AccessRow{a.Contractor, p.Service, p.Methods, p.Path, a.Scope, a.Source, a.ID, a.Until, p.Kubernetes})
 	}
 	return 200, out, nil
+}
+
+// kubernetesServices returns the set of the kubernetes services' names.
+func (s *Server) kubernetesServices(ctx context.Context) (map[string]bool, error) {
+	svcs, err := s.cfg.Authority.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, svc := range svcs {
+		if access.KindOf(svc) == access.KindKubernetes {
+			out[svc.Name] = true
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) reportUnused(ctx context.Context, c caller, r *http.Request) (int, any, error) {

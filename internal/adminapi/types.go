@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"latchkey/internal/access"
+	"latchkey/internal/kube"
 	"latchkey/internal/store"
 )
 
@@ -57,6 +58,10 @@ type Service struct {
 	PrivateHeaders    []string  `json:"private_headers"`
 	CreatedAt         time.Time `json:"created_at"`
 	CreatedBy         string    `json:"created_by"`
+	// Kind is "http", "postgres" or "kubernetes". A kubernetes service's
+	// CredentialHeaders is ["token"] or ["client-certificate"]: how the
+	// gateway authenticates to the API server, never the secret.
+	Kind string `json:"kind"`
 }
 
 // NewService is the body of POST /v1/services.
@@ -71,6 +76,11 @@ type NewService struct {
 	// (upstream postgres://...): sealed like credential headers, never
 	// returned. Required for a postgres service, refused for others.
 	DatabaseLogins *access.DatabaseLogins `json:"database_logins,omitempty"`
+	// Kubernetes registers a Kubernetes API server (upstream its https
+	// URL): the CA bundle that verifies it and the gateway's own token or
+	// client certificate, sealed, never returned. Refused with any other
+	// field but name and upstream.
+	Kubernetes *access.KubernetesCredential `json:"kubernetes,omitempty"`
 }
 
 // Grant allows a contractor scopes until ExpiresAt.
@@ -214,6 +224,10 @@ type AccessRow struct {
 	Source     string    `json:"source"`
 	ID         string    `json:"id"`
 	Until      time.Time `json:"until"`
+	// Kubernetes is the scope in Kubernetes terms (namespace, resource,
+	// verbs) when Service is a kubernetes service and the scope has a
+	// shape that "grant add --k8s" writes (see kube.Describe); else absent.
+	Kubernetes *kube.Access `json:"kubernetes,omitempty"`
 }
 
 // UnusedScope is a granted scope no token of the contractor used within

@@ -192,7 +192,7 @@ usage.`,
 		initCmd(), serveCmd(),
 		serviceCmd(g), contractorCmd(g), grantCmd(g), tokenCmd(g), reportCmd(g),
 		whoamiCmd(g), auditCmd(g), webhookCmd(g), requestCmd(g), approverCmd(g), policyCmd(g),
-		benchCmd(), keyCmd(), callCmd(g),
+		benchCmd(), keyCmd(), callCmd(g), kubeconfigCmd(g),
 	)
 	// cobra's completion command holds one subcommand per shell but does
 	// not run itself: make "completion ksh" a usage error like any other

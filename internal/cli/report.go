@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"latchkey/internal/adminapi"
+	"latchkey/internal/kube"
 )
 
 func reportCmd(g *globals) *cobra.Command {
@@ -58,11 +61,39 @@ func reportAccessCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// accessTable writes the access report as a table.
+// accessTable writes the access report as a table. Rows of a kubernetes
+// service read in Kubernetes terms (verbs; namespace and resource), and
+// the rows of one grant or token on the same namespace and resource are
+// one line with their verbs merged (list,watch and get: get,list,watch).
 func accessTable(w io.Writer, rows []adminapi.AccessRow) error {
 	t := newTable(w, "CONTRACTOR", "SERVICE", "METHODS", "PATH", "VIA", "ID", "UNTIL")
+	type line struct {
+		cells []string
+		verbs []string
+	}
+	var lines []*line
+	merged := map[string]*line{}
 	for _, r := range rows {
-		t.row(r.Contractor, r.Service, r.Methods, r.Path, r.Source, r.ID, when(r.Until))
+		k := r.Kubernetes
+		if k == nil {
+			lines = append(lines, &line{cells: []string{r.Contractor, r.Service, r.Methods, r.Path, r.Source, r.ID, when(r.Until)}})
+			continue
+		}
+		path := "namespace " + k.Namespace + " " + k.Resource
+		key := strings.Join([]string{r.Contractor, r.Service, path, r.Source, r.ID, when(r.Until)}, "\x00")
+		if l := merged[key]; l != nil {
+			l.verbs = append(l.verbs, k.Verbs...)
+			continue
+		}
+		l := &line{cells: []string{r.Contractor, r.Service, "", path, r.Source, r.ID, when(r.Until)}, verbs: slices.Clone(k.Verbs)}
+		merged[key] = l
+		lines = append(lines, l)
+	}
+	for _, l := range lines {
+		if l.verbs != nil {
+			l.cells[2] = strings.Join(kube.SortVerbs(l.verbs), ",")
+		}
+		t.row(l.cells...)
 	}
 	return t.flush()
 }

@@ -21,8 +21,10 @@ func serviceAddCmd(g *globals) *cobra.Command {
 	var upstream string
 	var headers, private []string
 	var db dbFlags
+	var kf kubeFlags
+	var kind string
 	c := &cobra.Command{
-		Use:   "add NAME --upstream URL [--credential-header 'H: V' ...] [--private-header H ...] | add NAME --upstream postgres://HOST:PORT --read-user U --read-password @FILE --write-user U --write-password @FILE",
+		Use:   "add NAME --upstream URL [--credential-header 'H: V' ...] [--private-header H ...] | add NAME --upstream postgres://HOST:PORT --read-user U --read-password @FILE --write-user U --write-password @FILE | add NAME --kind kubernetes --upstream https://APISERVER --kube-ca FILE (--kube-token FILE | --kube-client-cert FILE --kube-client-key FILE)",
 		Short: "Register an upstream service",
 		Long: `Register an upstream service. The gateway serves it at /NAME/... and adds each
 --credential-header to the requests it forwards. Credential values are kept
@@ -38,7 +40,20 @@ with only read privileges (SELECT), used for sessions of read scopes
 (NAME:write:/DATABASE). Read-only is enforced by PostgreSQL's own
 privileges. Passwords are sealed like credential headers; give them as
 @FILE, or @- to read stdin (when both are @-, stdin holds the read
-password on its first line and the write password on its second).`,
+password on its first line and the write password on its second).
+
+--kind kubernetes registers a Kubernetes API server at its https URL.
+--kube-ca FILE is the PEM CA bundle that verifies it (the only roots the
+gateway trusts for it); the gateway authenticates as itself with
+--kube-token FILE (a bearer token, e.g. a service account's; - reads
+stdin) or --kube-client-cert FILE --kube-client-key FILE, all sealed like
+credential headers. That identity needs only the right to impersonate
+users named latchkey:CONTRACTOR and the group latchkey:contractors: the
+gateway forwards each request with Impersonate-User: latchkey:CONTRACTOR and
+Impersonate-Group: latchkey:contractors (removing any Impersonate-* and X-Remote-* header
+the client sent), so the cluster's RBAC and audit log see the contractor.
+Grant access with "grant add CONTRACTOR --k8s NAME --namespace NS --verbs
+...", and give the contractor a kubeconfig with "latchkey kubeconfig".`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := addOutput(c, formatText, formatJSON)
@@ -50,9 +65,35 @@ password on its first line and the write password on its second).`,
 	c.Flags().StringVar(&db.readPassword, "read-password", "", "postgres service: the read role's password, as @FILE or @- (stdin); a literal value would stay in shell history")
 	c.Flags().StringVar(&db.writeUser, "write-user", "", "postgres service: upstream role for write scopes")
 	c.Flags().StringVar(&db.writePassword, "write-password", "", "postgres service: the write role's password, as @FILE or @- (stdin)")
+	c.Flags().StringVar(&kind, "kind", "", "service kind: kubernetes (default: http or postgres, by the upstream's scheme)")
+	c.Flags().StringVar(&kf.ca, "kube-ca", "", "kubernetes service: PEM CA bundle of the API server")
+	c.Flags().StringVar(&kf.token, "kube-token", "", "kubernetes service: file holding the gateway's bearer token for the API server, or - for stdin")
+	c.Flags().StringVar(&kf.clientCert, "kube-client-cert", "", "kubernetes service: PEM client certificate the gateway presents to the API server")
+	c.Flags().StringVar(&kf.clientKey, "kube-client-key", "", "kubernetes service: PEM private key of --kube-client-cert")
 	_ = c.MarkFlagRequired("upstream")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		ns := adminapi.NewService{Name: args[0], Upstream: upstream, PrivateHeaders: private}
+		switch {
+		case kind != "" && kind != access.KindKubernetes:
+			return usagef("--kind: want kubernetes (http and postgres services follow from the upstream's scheme)")
+		case kind == "" && kf.set():
+			return usagef("--kube-* flags need --kind kubernetes")
+		case kind == access.KindKubernetes:
+			if len(headers) > 0 || len(private) > 0 || db.set() {
+				return usagef("a kubernetes service takes --kube-ca and --kube-token or --kube-client-cert and --kube-client-key only")
+			}
+			cred, err := kf.credential(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			ns.Kubernetes = cred
+			return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Service, error) {
+				return c.AddService(ctx, ns)
+			}, func(w io.Writer, s adminapi.Service) error {
+				_, err := fmt.Fprintf(w, "added kubernetes service %s\n", oneLine(s.Name))
+				return err
+			})
+		}
 		if db.set() {
 			if len(headers) > 0 || len(private) > 0 {
 				return usagef("a postgres service takes --read-user and --write-user, not --credential-header or --private-header")

@@ -129,7 +129,10 @@ type Config struct {
 // Every denial is also committed to the audit log before it is answered;
 // a denial that cannot be recorded is answered 503 audit_unavailable
 // instead. Denials are JSON {"error": REASON, "message": TEXT}; TEXT never
-// contains the token or any credential.
+// contains the token or any credential. On a kubernetes service they are
+// Kubernetes Status objects instead (kube.Status, with "error": REASON
+// too), and a token with any scope on the service may also make the
+// discovery reads kubectl needs (kube.Discovery); see kube.go.
 //
 // A token bound to a client certificate (store.Token.CnfX5T) passes step 3
 // only over a TLS connection presenting that certificate (see checkMTLS),
@@ -221,6 +224,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve runs the steps; rec ends up with the decision.
 func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest) {
+	w.kube = h.cachedKube(rec.Service)
 	if err := CheckPath(requestPath(r)); err != nil {
 		h.deny(w, r, rec, http.StatusBadRequest, ReasonPathAmbiguous, err.Error())
 		return
@@ -229,11 +233,15 @@ func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *acces
 		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "too many failed authentications from this address: slow down")
 		return
 	}
+	// The service is looked up first so that a kubernetes service's
+	// denials are Status objects; that it is unknown is told only to an
+	// authorized request (step 6).
+	up, err := h.service(r.Context(), rec.Service)
+	w.kube = up != nil && up.kube
 	tok, matched, ok := h.authorize(w, r, src, rec)
 	if !ok {
 		return
 	}
-	up, err := h.service(r.Context(), rec.Service)
 	switch {
 	case access.ReasonOf(err) == access.ReasonNotFound:
 		h.deny(w, r, rec, http.StatusNotFound, ReasonServiceUnknown, "no service named "+quote(rec.Service))
@@ -257,17 +265,17 @@ func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *acces
 	if err := h.cfg.Authority.RecordGatewayRequest(r.Context(), *rec); err != nil {
 		h.cfg.Log.Error("gateway: audit append failed: request refused", "service", rec.Service, "token", tok.ID, "err", err)
 		rec.Status, rec.Reason = http.StatusServiceUnavailable, access.ReasonAuditUnavailable
-		writeDenial(w, http.StatusServiceUnavailable, access.ReasonAuditUnavailable, "the audit log cannot be written: request refused")
+		writeDenialAs(w, w.kube, http.StatusServiceUnavailable, access.ReasonAuditUnavailable, "the audit log cannot be written: request refused")
 		return
 	}
-	if h.cfg.Usage != nil {
+	if h.cfg.Usage != nil && matched.Service() != "" { // a discovery read uses no scope
 		if counted {
 			h.cfg.Usage.RecordCounted(tok.ID, matched.String(), h.cfg.Now())
 		} else {
 			h.cfg.Usage.Record(tok.ID, matched.String(), h.cfg.Now())
 		}
 	}
-	up.proxy.ServeHTTP(w, r.WithContext(ctx))
+	up.proxy.ServeHTTP(w, r.WithContext(withContractor(ctx, tok.Contractor)))
 	if cause := context.Cause(ctx); cause == access.ErrTokenEnded || cause == access.ErrTokenCut {
 		h.cfg.Log.Info("gateway: request cut: its token ended", "service", rec.Service, "token", tok.ID, "cause", cause)
 	}
@@ -310,7 +318,7 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		msg = "an admin token cannot call services"
 	case !registered:
 		msg = "method " + quote(r.Method) + " is not allowed through the gateway"
-	case !ok:
+	case !ok && !(w.kube && discovery(set, rec.Service, r.Method, rec.Path)):
 		msg = "no scope of token " + tok.ID + " allows " + r.Method + " " + quote(rec.Path) + " on service " + quote(rec.Service)
 	case !h.tokens.allow(h.cfg.Authority.RateKey(tok.ID), h.cfg.Now()):
 		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "token "+tok.ID+" is over its rate limit: slow down")
@@ -362,7 +370,7 @@ func (h *Handler) deny(w *recorder, r *http.Request, rec *access.GatewayRequest,
 	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeDenial(w, status, reason, msg)
+	writeDenialAs(w, w.kube, status, reason, msg)
 }
 
 // observe writes the access log record and the metrics of a request.
@@ -400,6 +408,7 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	kube   bool // the request is for a kubernetes service: denials are Status objects
 }
 
 func (w *recorder) WriteHeader(code int) {

@@ -25,7 +25,11 @@ type upstream struct {
 	// private are the hop-private request headers the service names:
 	// removed from every request forwarded to it.
 	private []string
-	proxy   *httputil.ReverseProxy
+	// kube is set for a kubernetes service (see kube.go): requests are
+	// forwarded with impersonation headers, SPDY upgrades pass, and
+	// denials are Kubernetes Status objects.
+	kube  bool
+	proxy *httputil.ReverseProxy
 }
 
 // service returns the cached upstream of service name, loading it on first
@@ -78,19 +82,27 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if access.ServiceKind(svc.Upstream) != access.KindHTTP {
+	var creds []access.Header
+	transport := h.cfg.Transport
+	switch access.KindOf(svc) {
+	case access.KindHTTP:
+		if creds, err = h.cfg.Authority.Credential(svc); err != nil {
+			return nil, err
+		}
+	case access.KindKubernetes:
+		if creds, transport, err = h.kubeTransport(svc); err != nil {
+			return nil, err
+		}
+	default:
 		// A postgres service is reached through the PostgreSQL gateway only.
 		return nil, &access.Error{Reason: access.ReasonNotFound, Msg: "no such HTTP service"}
-	}
-	creds, err := h.cfg.Authority.Credential(svc)
-	if err != nil {
-		return nil, err
 	}
 	target, err := url.Parse(svc.Upstream)
 	if err != nil || target.Opaque != "" {
 		return nil, fmt.Errorf("service %q: invalid upstream URL", name)
 	}
-	up := &upstream{target: target, base: strings.TrimSuffix(target.EscapedPath(), "/"), creds: creds, private: svc.PrivateHeaders}
+	up := &upstream{target: target, base: strings.TrimSuffix(target.EscapedPath(), "/"), creds: creds,
+		private: svc.PrivateHeaders, kube: access.KindOf(svc) == access.KindKubernetes}
 	if strings.HasPrefix(up.base, "//") {
 		return nil, fmt.Errorf("service %q: upstream path starts with //", name)
 	}
@@ -100,8 +112,8 @@ func (h *Handler) load(ctx context.Context, name string) (*upstream, error) {
 	up.proxy = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { h.rewrite(up, pr) },
 		ModifyResponse: h.scrub(up),
-		Transport:      h.cfg.Transport,
-		ErrorHandler:   h.upstreamError,
+		Transport:      transport,
+		ErrorHandler:   h.upstreamError(up),
 		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(h.cfg.Log.Handler(), slog.LevelWarn),
 	}
@@ -130,9 +142,13 @@ var clientIPHeaders = []string{
 //   - removes the contractor's Authorization and DPoP headers, so neither
 //     the token nor its proof reaches the upstream, the service's hop-private headers, and the
 //     client-address headers some upstreams trust (clientIPHeaders);
-//   - refuses any protocol upgrade but WebSocket: the Upgrade header of
-//     another (h2c, say) is removed, so the upstream answers plain HTTP
-//     and no tunnel escapes the scope check;
+//   - refuses any protocol upgrade but WebSocket (and, to a kubernetes
+//     service, SPDY/3.1, which kubectl exec, attach and port-forward
+//     use): the Upgrade header of another (h2c, say) is removed, so the
+//     upstream answers plain HTTP and no tunnel escapes the scope check;
+//   - to a kubernetes service, removes every Impersonate-* and
+//     X-Remote-* header the client sent and sets Impersonate-User and
+//     Impersonate-Group to the token's contractor (see impersonate);
 //   - sets the service's credential headers, replacing any the client sent;
 //   - sets X-Forwarded-For, -Host and -Proto afresh from the connection;
 //     when the peer is a trusted proxy, X-Forwarded-For keeps the chain
@@ -157,9 +173,12 @@ func (h *Handler) rewrite(u *upstream, pr *httputil.ProxyRequest) {
 	for _, name := range clientIPHeaders {
 		hd.Del(name)
 	}
-	if up := hd.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+	if up := hd.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") && !(u.kube && strings.EqualFold(up, spdy)) {
 		hd.Del("Upgrade")
 		hd.Del("Connection")
+	}
+	if u.kube {
+		impersonate(hd, contractorOf(pr.In.Context()))
 	}
 	for _, c := range u.creds {
 		hd[c.Name] = []string{c.Value}
@@ -211,13 +230,17 @@ func (u *upstream) leaks(v string) bool {
 	return false
 }
 
-// upstreamError answers a failed forward with a generic 502: the error
-// (which names the upstream address) goes to the application log only.
-func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	level := slog.LevelWarn
-	if errors.Is(err, context.Canceled) {
-		level = slog.LevelDebug // the client went away
+// upstreamError returns the ErrorHandler of up's proxy: it answers a
+// failed forward with a generic 502 (a Status for a kubernetes service);
+// the error (which names the upstream address) goes to the application
+// log only.
+func (h *Handler) upstreamError(up *upstream) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		level := slog.LevelWarn
+		if errors.Is(err, context.Canceled) {
+			level = slog.LevelDebug // the client went away
+		}
+		h.cfg.Log.Log(r.Context(), level, "gateway: upstream request failed", "method", r.Method, "err", err)
+		writeDenialAs(w, up.kube, http.StatusBadGateway, ReasonUpstreamUnavailable, "the upstream service is unavailable")
 	}
-	h.cfg.Log.Log(r.Context(), level, "gateway: upstream request failed", "method", r.Method, "err", err)
-	writeDenial(w, http.StatusBadGateway, ReasonUpstreamUnavailable, "the upstream service is unavailable")
 }

@@ -52,8 +52,13 @@ type Service struct {
 	// PrivateHeaders are request header names (canonical form) that the
 	// gateway removes from every request it forwards to this service.
 	PrivateHeaders []string
-	CreatedAt      time.Time
-	CreatedBy      string
+	// Kind is "" for a service whose kind follows from its upstream URL's
+	// scheme (http and https: an HTTP service; postgres: a PostgreSQL
+	// service), or "kubernetes" for a Kubernetes API server reached over
+	// https (package kube). At most 32 bytes.
+	Kind      string
+	CreatedAt time.Time
+	CreatedBy string
 }
 
 // Grant allows a contractor to be issued tokens within its scopes until

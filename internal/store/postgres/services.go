@@ -11,13 +11,13 @@ import (
 	"latchkey/internal/store"
 )
 
-const serviceColumns = `name, upstream, sealed_credential, private_headers, created_at, created_by`
+const serviceColumns = `name, upstream, sealed_credential, private_headers, created_at, created_by, kind`
 
 // CreateService stores sv; store.ErrConflict if the name is taken.
 func (s *Store) CreateService(ctx context.Context, sv store.Service) error {
 	return s.write(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO services (`+serviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-			sv.Name, sv.Upstream, nullBytes(sv.SealedCredential), list(sv.PrivateHeaders), msec(sv.CreatedAt), sv.CreatedBy)
+		_, err := tx.Exec(ctx, `INSERT INTO services (`+serviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			sv.Name, sv.Upstream, nullBytes(sv.SealedCredential), list(sv.PrivateHeaders), msec(sv.CreatedAt), sv.CreatedBy, sv.Kind)
 		if isUnique(err) {
 			return fmt.Errorf("postgres: service %q: %w", sv.Name, store.ErrConflict)
 		}
@@ -53,7 +53,7 @@ func (s *Store) Services(ctx context.Context) ([]store.Service, error) {
 func scanService(row pgx.Row) (store.Service, error) {
 	var sv store.Service
 	var created pgtype.Timestamptz
-	if err := row.Scan(&sv.Name, &sv.Upstream, &sv.SealedCredential, &sv.PrivateHeaders, &created, &sv.CreatedBy); err != nil {
+	if err := row.Scan(&sv.Name, &sv.Upstream, &sv.SealedCredential, &sv.PrivateHeaders, &created, &sv.CreatedBy, &sv.Kind); err != nil {
 		return sv, err
 	}
 	sv.CreatedAt = timeOf(created)

@@ -9,7 +9,7 @@ import (
 	"latchkey/internal/store"
 )
 
-const serviceColumns = `name, upstream, sealed_credential, private_headers, created_at, created_by`
+const serviceColumns = `name, upstream, sealed_credential, private_headers, created_at, created_by, kind`
 
 // CreateService stores sv; store.ErrConflict if the name is taken.
 func (s *Store) CreateService(ctx context.Context, sv store.Service) error {
@@ -18,8 +18,8 @@ func (s *Store) CreateService(ctx context.Context, sv store.Service) error {
 		return fmt.Errorf("sqlite: create service %q: %w", sv.Name, err)
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO services (`+serviceColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
-			sv.Name, sv.Upstream, nullBytes(sv.SealedCredential), private, msec(sv.CreatedAt), sv.CreatedBy)
+		_, err := tx.ExecContext(ctx, `INSERT INTO services (`+serviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			sv.Name, sv.Upstream, nullBytes(sv.SealedCredential), private, msec(sv.CreatedAt), sv.CreatedBy, sv.Kind)
 		if isUnique(err) {
 			return fmt.Errorf("sqlite: service %q: %w", sv.Name, store.ErrConflict)
 		}
@@ -68,7 +68,7 @@ func scanService(row scanner) (store.Service, error) {
 	var sv store.Service
 	var created sql.NullInt64
 	var private []byte
-	if err := row.Scan(&sv.Name, &sv.Upstream, &sv.SealedCredential, &private, &created, &sv.CreatedBy); err != nil {
+	if err := row.Scan(&sv.Name, &sv.Upstream, &sv.SealedCredential, &private, &created, &sv.CreatedBy, &sv.Kind); err != nil {
 		return sv, err
 	}
 	sv.CreatedAt = timeOf(created)

@@ -53,15 +53,22 @@ func testServices(t *testing.T, s store.Store) {
 		CreatedAt: t0, CreatedBy: "lka_root"}
 	git := store.Service{Name: "git", Upstream: "http://git.internal:8080/base", SealedCredential: []byte{0xff},
 		PrivateHeaders: []string{"Cookie", "X-Internal-User"}, CreatedAt: at(time.Minute), CreatedBy: "lka_other"}
+	// A stored kind comes back as it went in; "" stays "".
+	prod := store.Service{Name: "prod", Upstream: "https://10.0.0.1:6443", SealedCredential: []byte{1, 2},
+		Kind: "kubernetes", CreatedAt: at(2 * time.Minute), CreatedBy: "lka_root"}
 	check(t, "CreateService wiki", s.CreateService(ctx(t), wiki))
 	check(t, "CreateService git", s.CreateService(ctx(t), git))
+	check(t, "CreateService prod", s.CreateService(ctx(t), prod))
+	one, err := s.Service(ctx(t), "prod")
+	check(t, "Service prod", err)
+	diff(t, "Service prod (kind kubernetes)", prod, one)
 
-	one, err := s.Service(ctx(t), "wiki")
+	one, err = s.Service(ctx(t), "wiki")
 	check(t, "Service wiki", err)
 	diff(t, "Service wiki", wiki, one)
 	all, err := s.Services(ctx(t))
 	check(t, "Services", err)
-	diff(t, "Services (ordered by name)", []store.Service{git, wiki}, all)
+	diff(t, "Services (ordered by name)", []store.Service{git, prod, wiki}, all)
 
 	dup := wiki
 	dup.Upstream = "https://elsewhere"
