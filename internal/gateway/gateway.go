@@ -16,6 +16,7 @@ import (
 
 	"latchkey/internal/access"
 	"latchkey/internal/dpop"
+	"latchkey/internal/kube"
 	"latchkey/internal/scope"
 	"latchkey/internal/store"
 	"latchkey/internal/token"
@@ -224,7 +225,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve runs the steps; rec ends up with the decision.
 func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest) {
-	w.kube = h.cachedKube(rec.Service)
+	// Until the token is authenticated, the form of a denial follows the
+	// request alone (a Kubernetes API path gets a Status), never the
+	// service, which is not looked up before then: an unauthenticated
+	// caller learns nothing of the services, and cannot make the gateway
+	// read the store.
+	w.kube = kube.APIPath(rec.Path)
 	if err := CheckPath(requestPath(r)); err != nil {
 		h.deny(w, r, rec, http.StatusBadRequest, ReasonPathAmbiguous, err.Error())
 		return
@@ -233,15 +239,11 @@ func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *acces
 		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "too many failed authentications from this address: slow down")
 		return
 	}
-	// The service is looked up first so that a kubernetes service's
-	// denials are Status objects; that it is unknown is told only to an
-	// authorized request (step 6).
-	up, err := h.service(r.Context(), rec.Service)
-	w.kube = up != nil && up.kube
-	tok, matched, ok := h.authorize(w, r, src, rec)
+	tok, matched, svc, ok := h.authorize(w, r, src, rec)
 	if !ok {
 		return
 	}
+	up, err := svc.up, svc.err
 	switch {
 	case access.ReasonOf(err) == access.ReasonNotFound:
 		h.deny(w, r, rec, http.StatusNotFound, ReasonServiceUnknown, "no service named "+quote(rec.Service))
@@ -281,15 +283,25 @@ func (h *Handler) serve(w *recorder, r *http.Request, src netip.Addr, rec *acces
 	}
 }
 
+// looked is the service of a request, looked up once its token is
+// authenticated: its upstream, or why there is none (told only to an
+// authorized request, step 6).
+type looked struct {
+	up  *upstream
+	err error
+}
+
 // authorize runs steps 3 to 5 of Handler, filling in rec. When it reports
-// false the request has been denied and answered.
-func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest) (store.Token, scope.Scope, bool) {
+// false the request has been denied and answered. Once the token is
+// authenticated it looks the service up, so that the denials of a
+// kubernetes service from then on are Status objects.
+func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *access.GatewayRequest) (store.Token, scope.Scope, looked, bool) {
 	scheme, text, ok := credentials(r.Header)
 	if !ok {
 		h.failures.allow(src, h.cfg.Now())
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey"`)
 		h.deny(w, r, rec, http.StatusUnauthorized, ReasonTokenMissing, "an Authorization: Bearer token is required")
-		return store.Token{}, scope.Scope{}, false
+		return store.Token{}, scope.Scope{}, looked{}, false
 	}
 	if p, err := token.Parse(text); err == nil {
 		rec.TokenID = p.ID // the claimed id, so denials are searchable by token
@@ -297,19 +309,24 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 	tok, set, err := h.cfg.Authority.Authenticate(r.Context(), text, src)
 	if err != nil {
 		h.denyAuth(w, r, src, rec, err)
-		return store.Token{}, scope.Scope{}, false
+		return store.Token{}, scope.Scope{}, looked{}, false
 	}
 	rec.Contractor = tok.Contractor
 	if tok.CnfX5T != "" && scheme != schemeDPoP { // with DPoP: refused by proven
 		// Bound to a client certificate (RFC 8705): see mtls.go.
 		if err := checkMTLS(r, tok); err != nil {
 			h.denyMTLS(w, r, src, rec, err)
-			return store.Token{}, scope.Scope{}, false
+			return store.Token{}, scope.Scope{}, looked{}, false
 		}
 	}
 	proof, ok := h.proven(w, r, src, rec, tok, scheme, text)
 	if !ok {
-		return store.Token{}, scope.Scope{}, false
+		return store.Token{}, scope.Scope{}, looked{}, false
+	}
+	var svc looked
+	svc.up, svc.err = h.service(r.Context(), rec.Service)
+	if svc.up != nil {
+		w.kube = svc.up.kube
 	}
 	var msg string
 	matched, ok := set.Match(rec.Service, r.Method, rec.Path)
@@ -322,14 +339,14 @@ func (h *Handler) authorize(w *recorder, r *http.Request, src netip.Addr, rec *a
 		msg = "no scope of token " + tok.ID + " allows " + r.Method + " " + quote(rec.Path) + " on service " + quote(rec.Service)
 	case !h.tokens.allow(h.cfg.Authority.RateKey(tok.ID), h.cfg.Now()):
 		h.deny(w, r, rec, http.StatusTooManyRequests, ReasonRateLimited, "token "+tok.ID+" is over its rate limit: slow down")
-		return store.Token{}, scope.Scope{}, false
+		return store.Token{}, scope.Scope{}, looked{}, false
 	case !h.fresh(w, r, src, rec, tok, proof):
-		return store.Token{}, scope.Scope{}, false
+		return store.Token{}, scope.Scope{}, looked{}, false
 	default:
-		return tok, matched, true
+		return tok, matched, svc, true
 	}
 	h.deny(w, r, rec, http.StatusForbidden, ReasonScopeDenied, msg)
-	return store.Token{}, scope.Scope{}, false
+	return store.Token{}, scope.Scope{}, looked{}, false
 }
 
 // denyAuth answers an Authenticate (or Use, or Hold) failure with its

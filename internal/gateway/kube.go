@@ -106,17 +106,6 @@ func writeDenialAs(w http.ResponseWriter, asKube bool, status int, reason, msg s
 	writeDenial(w, status, reason, msg)
 }
 
-// cachedKube reports whether service name is a kubernetes service already
-// loaded: how the denials before authentication (400 path_ambiguous, 429
-// of a source over its failure budget) choose their form without a store
-// lookup.
-func (h *Handler) cachedKube(name string) bool {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	up := h.services[name]
-	return up != nil && up.kube
-}
-
 // discovery reports whether a request that no scope of the token matched
 // is a kubernetes discovery read (kube.Discovery) on a kubernetes service
 // the token has a scope for (naming it, or "*"): kubectl reads those

@@ -227,6 +227,43 @@ func TestKubeDenials(t *testing.T) {
 	}
 }
 
+// TestKubeDenialsBeforeAuthentication: until a token is authenticated
+// the gateway does not look the service up, so the denial of an
+// unauthenticated request is the same whether the service is a
+// kubernetes one or does not exist: a Status when the path is a
+// Kubernetes API path, the contract's JSON otherwise.
+func TestKubeDenialsBeforeAuthentication(t *testing.T) {
+	t.Parallel()
+	e := kubeEnv(t, podList, false)
+	for _, tt := range []struct {
+		path   string
+		status bool
+	}{
+		{"/api/v1/namespaces/dev/pods", true},
+		{"/apis", true},
+		{"/version", true},
+		{"/v1/invoices", false},
+		{"/apisx", false},
+	} {
+		for _, auth := range []string{"", "Bearer lk_nope"} {
+			kubeSvc := e.send(t, "GET", "/prod"+tt.path, auth)
+			unknown := e.send(t, "GET", "/nosuch"+tt.path, auth)
+			if kubeSvc.status != 401 || unknown.status != 401 {
+				t.Fatalf("%s %q: status %d and %d, want 401", tt.path, auth, kubeSvc.status, unknown.status)
+			}
+			if kubeSvc.body != unknown.body {
+				t.Errorf("%s %q: the kubernetes service's denial %q differs from an unknown service's %q", tt.path, auth, kubeSvc.body, unknown.body)
+			}
+			if got := strings.Contains(kubeSvc.body, `"kind":"Status"`); got != tt.status {
+				t.Errorf("%s %q: body %q, want a Status: %v", tt.path, auth, kubeSvc.body, tt.status)
+			}
+		}
+	}
+	if e.hits.Load() != 0 {
+		t.Error("an unauthenticated request reached the API server")
+	}
+}
+
 // TestKubeDiscovery checks that a token with any scope on a kubernetes
 // service may make exactly the discovery reads, and that they use none of
 // its scopes.

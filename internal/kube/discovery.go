@@ -107,3 +107,17 @@ func validLabel(l string) bool {
 	}
 	return true
 }
+
+// APIPath reports whether path (relative to the service) is under one of
+// the roots of a Kubernetes API server's paths: /api, /apis, /version,
+// /openapi, /healthz, /livez, /readyz. The gateway answers a denial made
+// before it knows the request's service (an unauthenticated one) as a
+// Kubernetes Status when the path alone looks like a Kubernetes request.
+func APIPath(path string) bool {
+	for _, root := range []string{"/api", "/apis", "/version", "/openapi", "/healthz", "/livez", "/readyz"} {
+		if rest, ok := strings.CutPrefix(path, root); ok && (rest == "" || rest[0] == '/') {
+			return true
+		}
+	}
+	return false
+}

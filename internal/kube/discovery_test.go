@@ -28,3 +28,15 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIPath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/api": true, "/api/v1/namespaces/dev/pods": true, "/apis": true, "/apis/apps/v1": true,
+		"/version": true, "/openapi/v2": true, "/healthz": true, "/livez": true, "/readyz/ping": true,
+		"": false, "/": false, "/apix": false, "/apisx/y": false, "/v1/invoices": false, "/x/api": false, "/versions": false,
+	} {
+		if got := APIPath(path); got != want {
+			t.Errorf("APIPath(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
