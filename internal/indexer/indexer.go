@@ -41,6 +41,7 @@ const (
 // A Process supervises one indexer process.
 type Process struct {
 	argv []string
+	self bool // argv[0] is this process's binary
 	log  *slog.Logger
 
 	mu      sync.Mutex
@@ -59,6 +60,9 @@ func Start(log *slog.Logger, argv []string) (*Process, error) {
 		return nil, errors.New("indexer: no command")
 	}
 	p := &Process{argv: argv, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	if exe, err := os.Executable(); err == nil && exe == argv[0] {
+		p.self = true
+	}
 	cmd, err := p.start()
 	if err != nil {
 		return nil, err
@@ -80,6 +84,12 @@ func Args(dbPath string) ([]string, error) {
 
 func (p *Process) start() (*exec.Cmd, error) {
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
+	if p.self {
+		// This binary: run the image this process runs (selfImage), not
+		// whatever file is at its path now, so that a restart after an
+		// upgrade replaced the file starts the same version as serve.
+		cmd.Path = selfImage(p.argv[0])
+	}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {

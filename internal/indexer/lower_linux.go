@@ -15,6 +15,16 @@ func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }
 
+// selfImage is the file to execute to run this process's own binary:
+// /proc/self/exe, which stays this image even once exe, its path, holds
+// another (or nothing).
+func selfImage(exe string) string {
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		return exe
+	}
+	return "/proc/self/exe"
+}
+
 // Lowest priorities: the idle scheduling policy, nice 19 (what the
 // policy falls back on should it be refused), and the idle I/O scheduling
 // class.

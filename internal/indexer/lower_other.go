@@ -11,6 +11,9 @@ import (
 // indexer there.
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
+// selfImage is the file to execute to run this process's own binary.
+func selfImage(exe string) string { return exe }
+
 // Lower gives this process the lowest processor priority (nice 19).
 func Lower() error {
 	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, 19); err != nil {

@@ -171,7 +171,15 @@ func TestIndexerProcess(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// A killed indexer is restarted, and indexes on.
+	// A killed indexer is restarted, and indexes on: from serve's own
+	// image, even though the binary's file has been replaced (an upgrade)
+	// by one that would fail.
+	if err := os.Rename(bin, bin+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Kill(ix, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +199,12 @@ func TestIndexerProcess(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "audit indexer process exited; restarting it") {
 		t.Errorf("serve did not log the indexer's restart:\n%s", p.stderr)
+	}
+	if n := strings.Count(p.stderr.String(), "restarting it"); n != 1 {
+		t.Errorf("serve restarted its indexer %d times, want once:\n%s", n, p.stderr)
+	}
+	if err := os.Rename(bin+".old", bin); err != nil {
+		t.Fatal(err)
 	}
 
 	p.signal(syscall.SIGKILL)
