@@ -2,40 +2,15 @@ package access_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"latchkey/internal/access"
+	"latchkey/internal/certtest"
 	"latchkey/internal/store"
 )
-
-// testPEM returns a self-signed certificate and its key, in PEM.
-func testPEM(t *testing.T) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "api"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
-}
 
 // TestAddKubernetesService checks that a kubernetes service is stored
 // with its kind and its credential sealed (opened back intact, never in
@@ -43,8 +18,8 @@ func testPEM(t *testing.T) (cert, key string) {
 func TestAddKubernetesService(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ca, _ := testPEM(t)
-	cert, key := testPEM(t)
+	ca, _ := certtest.PEM(t, "api")
+	cert, key := certtest.PEM(t, "api")
 	for _, tc := range []struct {
 		name string
 		cred access.KubernetesCredential
@@ -103,9 +78,9 @@ func mustService(t *testing.T, e *env, name, upstream string) store.Service {
 func TestAddKubernetesServiceRefused(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ca, _ := testPEM(t)
-	cert, key := testPEM(t)
-	_, otherKey := testPEM(t)
+	ca, _ := certtest.PEM(t, "api")
+	cert, key := certtest.PEM(t, "api")
+	_, otherKey := certtest.PEM(t, "api")
 	ok := access.KubernetesCredential{CA: ca, Token: "sa-SECRET"}
 	if _, err := e.a.AddKubernetesService(ctx, root, "taken", "https://h:6443", ok); err != nil {
 		t.Fatal(err)

@@ -2,39 +2,17 @@ package adminapi_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"latchkey/internal/access"
 	"latchkey/internal/adminapi"
+	"latchkey/internal/certtest"
 	"latchkey/internal/kube"
 )
-
-func testCA(t *testing.T) string {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
 
 // TestKubernetesService: POST /v1/services with "kubernetes" registers a
 // kubernetes service whose listing shows its kind and how the gateway
@@ -46,7 +24,7 @@ func TestKubernetesService(t *testing.T) {
 	e.seed(t)
 	ctx := context.Background()
 	c := e.client(e.root)
-	ca := testCA(t)
+	ca, _ := certtest.PEM(t, "ca")
 	cred := &access.KubernetesCredential{CA: ca, Token: "sa-kube-SECRET"}
 	for _, bad := range []adminapi.NewService{
 		{Name: "prod", Upstream: "https://h:6443", Kubernetes: cred, CredentialHeaders: []access.Header{{Name: "X", Value: "y"}}},

@@ -73,6 +73,7 @@ Grant access with "grant add CONTRACTOR --k8s NAME --namespace NS --verbs
 	_ = c.MarkFlagRequired("upstream")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		ns := adminapi.NewService{Name: args[0], Upstream: upstream, PrivateHeaders: private}
+		added := "added service %s\n"
 		switch {
 		case kind != "" && kind != access.KindKubernetes:
 			return usagef("--kind: want kubernetes (http and postgres services follow from the upstream's scheme)")
@@ -86,15 +87,8 @@ Grant access with "grant add CONTRACTOR --k8s NAME --namespace NS --verbs
 			if err != nil {
 				return err
 			}
-			ns.Kubernetes = cred
-			return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Service, error) {
-				return c.AddService(ctx, ns)
-			}, func(w io.Writer, s adminapi.Service) error {
-				_, err := fmt.Fprintf(w, "added kubernetes service %s\n", oneLine(s.Name))
-				return err
-			})
-		}
-		if db.set() {
+			ns.Kubernetes, added = cred, "added kubernetes service %s\n"
+		case db.set():
 			if len(headers) > 0 || len(private) > 0 {
 				return usagef("a postgres service takes --read-user and --write-user, not --credential-header or --private-header")
 			}
@@ -102,23 +96,18 @@ Grant access with "grant add CONTRACTOR --k8s NAME --namespace NS --verbs
 			if err != nil {
 				return err
 			}
-			ns.DatabaseLogins = logins
-			return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Service, error) {
-				return c.AddService(ctx, ns)
-			}, func(w io.Writer, s adminapi.Service) error {
-				_, err := fmt.Fprintf(w, "added postgres service %s\n", oneLine(s.Name))
+			ns.DatabaseLogins, added = logins, "added postgres service %s\n"
+		default:
+			hs, err := readHeaders(cmd.InOrStdin(), headers)
+			if err != nil {
 				return err
-			})
+			}
+			ns.CredentialHeaders = hs
 		}
-		hs, err := readHeaders(cmd.InOrStdin(), headers)
-		if err != nil {
-			return err
-		}
-		ns.CredentialHeaders = hs
 		return runAPI(cmd, g, out, func(ctx context.Context, c *adminapi.Client) (adminapi.Service, error) {
 			return c.AddService(ctx, ns)
 		}, func(w io.Writer, s adminapi.Service) error {
-			_, err := fmt.Fprintf(w, "added service %s\n", oneLine(s.Name))
+			_, err := fmt.Fprintf(w, added, oneLine(s.Name))
 			return err
 		})
 	}

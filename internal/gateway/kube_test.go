@@ -3,16 +3,10 @@ package gateway_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"latchkey/internal/access"
+	"latchkey/internal/certtest"
 	"latchkey/internal/gateway"
 	"latchkey/internal/kube"
 )
@@ -53,7 +48,7 @@ func kubeEnv(t *testing.T, up http.Handler, clientCert bool, opts ...func(*gatew
 		CA: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upSrv.Certificate().Raw})),
 	}
 	if clientCert {
-		cred.ClientCert, cred.ClientKey = selfSigned(t, "latchkey-gateway")
+		cred.ClientCert, cred.ClientKey = certtest.PEM(t, "latchkey-gateway")
 	} else {
 		cred.Token = "gw-secret"
 	}
@@ -71,29 +66,6 @@ func kubeEnv(t *testing.T, up http.Handler, clientCert bool, opts ...func(*gatew
 		t.Fatal(err)
 	}
 	return e
-}
-
-// selfSigned returns the PEM certificate and key of a new self-signed
-// ECDSA certificate with common name cn.
-func selfSigned(t *testing.T, cn string) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
 }
 
 var podList = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -2,15 +2,9 @@ package pgwire_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
@@ -20,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"latchkey/internal/audit"
+	"latchkey/internal/certtest"
 	"latchkey/internal/pgwire"
 )
 
@@ -146,14 +141,12 @@ func TestBadStartup(t *testing.T) {
 
 // selfSigned returns a TLS config with a certificate for 127.0.0.1.
 func selfSigned(t *testing.T) *tls.Config {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, k := certtest.PEM(t, "test")
+	pair, err := tls.X509KeyPair([]byte(c), []byte(k))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 }
 
 // TestTLS: with a certificate, the gateway speaks TLS to the client.
