@@ -256,6 +256,14 @@ var errNotMigrated = errors.New("store schema is not this binary's: start serve 
 // progress, if not nil, is called after each transaction with the
 // records in the index and the log's size when the catch-up began.
 func IndexAudit(ctx context.Context, path string, every time.Duration, progress func(done, size int64)) error {
+	err := indexFile(ctx, path, every, progress)
+	if every > 0 && ctx.Err() != nil {
+		return nil // --follow stopped, wherever it was
+	}
+	return err
+}
+
+func indexFile(ctx context.Context, path string, every time.Duration, progress func(done, size int64)) error {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit index: %w", err)
@@ -290,7 +298,7 @@ func IndexAudit(ctx context.Context, path string, every time.Duration, progress 
 	defer w.Close()
 	r.Close()
 	ix := &searchIndex{src: src, w: w}
-	for {
+	round := func() error {
 		var from, size int64
 		if err := w.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&from); err != nil {
 			return fmt.Errorf("sqlite: audit index: %w", err)
@@ -303,15 +311,15 @@ func IndexAudit(ctx context.Context, path string, every time.Duration, progress 
 			p = func(done int64) { progress(from+done, size) }
 		}
 		_, err := ix.catchUp(ctx, p)
-		if every > 0 && ctx.Err() != nil {
-			return nil // stopped
-		}
-		if err != nil || every <= 0 {
+		return err
+	}
+	for {
+		if err := round(); err != nil || every <= 0 {
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		case <-time.After(every):
 		}
 	}

@@ -244,6 +244,17 @@ func TestIndexAuditProcess(t *testing.T) {
 	if last != size || total != size {
 		t.Fatalf("one-shot progress ended at %d of %d, want %d of %d", last, total, size, size)
 	}
+
+	// Stopping --follow is not an error, wherever it stops; a one-shot
+	// run cut short is.
+	stopped, stop2 := context.WithCancel(t.Context())
+	stop2()
+	if err := sqlite.IndexAudit(stopped, path, time.Second, nil); err != nil {
+		t.Errorf("IndexAudit --follow stopped before its first round: %v", err)
+	}
+	if err := sqlite.IndexAudit(stopped, path, 0, nil); err == nil {
+		t.Error("a one-shot IndexAudit with its context done succeeded")
+	}
 }
 
 // TestIndexAuditRefuses: IndexAudit neither creates a store nor indexes
