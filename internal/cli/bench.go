@@ -213,6 +213,7 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func benchPGCmd() *cobra.Command {
 	var cfg pgload.Config
+	var inProcessIndexPG bool
 	c := &cobra.Command{
 		Use:   "pg --dsn postgres://SUPERUSER@HOST:PORT/postgres [--clients N] [--duration D] [--rounds N] [--scale N] [--protocol simple|extended|prepared] [--output json]",
 		Short: "Run pgbench straight to PostgreSQL and through the PostgreSQL gateway, and print the ratios",
@@ -240,10 +241,12 @@ its share of the direct TPS. Progress goes to stderr, one line per run.`,
 	f.IntVar(&cfg.Scale, "scale", 10, "pgbench -i scale factor")
 	f.StringVar(&cfg.Protocol, "protocol", "simple", "pgbench -M: simple, extended or prepared")
 	f.DurationVar(&cfg.AuditDelay, "audit-delay", audit.DefaultIntegrateDelay, "the audited gateway's --audit-delay, as serve's")
+	f.BoolVar(&inProcessIndexPG, "index-in-process", false, "index the audited gateway's audit log for search in this process, instead of in a process beside it at the lowest priority, as serve's --index-in-process")
 	var profile string
 	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of this process (the gateways) over the whole run to this file (go tool pprof)")
 	_ = c.MarkFlagRequired("dsn")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg.IndexerProcess = !inProcessIndexPG
 		if profile != "" {
 			pf, err := os.Create(profile)
 			if err != nil {

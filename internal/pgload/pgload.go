@@ -42,6 +42,7 @@ import (
 
 	"latchkey/internal/access"
 	"latchkey/internal/audit"
+	"latchkey/internal/indexer"
 	"latchkey/internal/pgwire"
 	"latchkey/internal/scope"
 	"latchkey/internal/seal"
@@ -67,6 +68,11 @@ type Config struct {
 	Scale int
 	// Protocol is pgbench's -M: simple, extended or prepared. Default simple.
 	Protocol string
+	// IndexerProcess runs the audited gateway's audit search indexer in a
+	// process of its own, as serve does (server.Config.IndexerProcess):
+	// this binary's "audit index --follow", which the latchkey command is
+	// and a test binary is not. False indexes in this process.
+	IndexerProcess bool
 	// AuditDelay is the audited gateway's audit.Config.IntegrateDelay, as
 	// serve --audit-delay sets it (0: audit.DefaultIntegrateDelay).
 	AuditDelay time.Duration
@@ -395,6 +401,7 @@ type gateway struct {
 	st          *sqlite.Store
 	log         *audit.Log
 	queue       *sqlite.QueuedAudit
+	indexer     *indexer.Process // or nil
 	use         *usage.Recorder
 	srv         *pgwire.Server
 	host, port  string
@@ -418,11 +425,26 @@ func startGateway(ctx context.Context, cfg Config, db *database, audited bool) (
 }
 
 func (g *gateway) start(ctx context.Context, cfg Config, db *database, audited bool) error {
-	st, err := sqlite.Open(ctx, filepath.Join(g.dir, "latchkey.db"))
+	path := filepath.Join(g.dir, "latchkey.db")
+	external := cfg.IndexerProcess && audited
+	var opts []sqlite.Option
+	if external {
+		opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag))
+	}
+	st, err := sqlite.Open(ctx, path, opts...)
 	if err != nil {
 		return err
 	}
 	g.st = st
+	if external {
+		args, err := indexer.Args(path)
+		if err != nil {
+			return err
+		}
+		if g.indexer, err = indexer.Start(cfg.Log, args); err != nil {
+			return err
+		}
+	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	box, err := seal.New(key)
@@ -490,6 +512,9 @@ func (g *gateway) env(workload string) []string {
 }
 
 func (g *gateway) close() {
+	if g.indexer != nil {
+		g.indexer.Stop()
+	}
 	if g.srv != nil {
 		g.srv.Close()
 	}
