@@ -51,8 +51,8 @@ type Process struct {
 	stopped sync.Once
 }
 
-// Start starts argv (the latchkey binary and its arguments; Args builds
-// them) as the indexer process, and keeps it running until Stop: an
+// Start starts argv (the latchkey binary and its arguments, as Beside
+// gives them) as the indexer process, and keeps it running until Stop: an
 // indexer that exits is restarted after a backoff, with a warning on log.
 // The process shares serve's standard error.
 func Start(log *slog.Logger, argv []string) (*Process, error) {
@@ -71,15 +71,18 @@ func Start(log *slog.Logger, argv []string) (*Process, error) {
 	return p, nil
 }
 
-// Args is the command line of serve's indexer process for the store file
-// at dbPath: this binary's "audit index --follow", bound to this process.
-func Args(dbPath string) ([]string, error) {
+// Beside starts, and supervises as Start does, the audit search indexer
+// of the SQLite store file at dbPath (opened with
+// sqlite.ExternalIndexer) in a process beside this one: this binary's
+// "audit index --follow", bound to this process. Start it once the store
+// is open (and so migrated), stop it before closing the store.
+func Beside(log *slog.Logger, dbPath string) (*Process, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("indexer: %w", err)
 	}
-	return []string{exe, "audit", "index", "--data", filepath.Dir(dbPath), "--follow",
-		"--background", strconv.Itoa(os.Getpid())}, nil
+	return Start(log, []string{exe, "audit", "index", "--data", filepath.Dir(dbPath), "--follow",
+		"--background", strconv.Itoa(os.Getpid())})
 }
 
 func (p *Process) start() (*exec.Cmd, error) {

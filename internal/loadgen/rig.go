@@ -214,11 +214,7 @@ func (r *rig) openStore(ctx context.Context, dir string) (store.Store, audit.Sto
 		}
 		r.closers = append(r.closers, st.Close)
 		if r.cfg.IndexerProcess {
-			args, err := indexer.Args(db)
-			if err != nil {
-				return nil, nil, err
-			}
-			p, err := indexer.Start(slog.New(slog.NewTextHandler(r.cfg.Progress, nil)), args)
+			p, err := indexer.Beside(slog.New(slog.NewTextHandler(r.cfg.Progress, nil)), db)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -437,11 +437,7 @@ func (g *gateway) start(ctx context.Context, cfg Config, db *database, audited b
 	}
 	g.st = st
 	if external {
-		args, err := indexer.Args(path)
-		if err != nil {
-			return err
-		}
-		if g.indexer, err = indexer.Start(cfg.Log, args); err != nil {
+		if g.indexer, err = indexer.Beside(cfg.Log, path); err != nil {
 			return err
 		}
 	}

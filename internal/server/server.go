@@ -355,11 +355,7 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	in := &instance{st: st, storage: storage}
 	if external {
 		// After OpenStore: the indexer refuses a store not migrated yet.
-		args, err := indexer.Args(filepath.Join(dataDir, dbFile))
-		if err == nil {
-			in.indexer, err = indexer.Start(cfg.Log, args)
-		}
-		if err != nil {
+		if in.indexer, err = indexer.Beside(cfg.Log, filepath.Join(dataDir, dbFile)); err != nil {
 			in.close()
 			return nil, err
 		}
