@@ -30,16 +30,20 @@ func RunSearch(t *testing.T, open func(t *testing.T) SearchStorage) {
 	}
 }
 
-// SearchRec is record i of a log spread like production: 1,000
-// contractors, 3,000 tokens, 20 services, one request in 50 denied, one
-// record in 1,000 an admin action.
-func SearchRec(i int) audit.Record {
+// SearchRec is record i of a log spread like production (SpreadRec):
+// 1,000 contractors and 3,000 tokens.
+func SearchRec(i int) audit.Record { return SpreadRec(i, 1000, 3000) }
+
+// SpreadRec is record i of a log spread like production: over contractors
+// contractors and tokens tokens, 20 services, one request in 50 denied,
+// one record in 1,000 an admin action.
+func SpreadRec(i, contractors, tokens int) audit.Record {
 	r := audit.Record{
 		Time:       time.Unix(1_900_000_000, 0).Add(time.Duration(i) * time.Millisecond).UTC(),
-		Actor:      fmt.Sprintf("t%011d", i%3000),
+		Actor:      fmt.Sprintf("t%011d", i%tokens),
 		Action:     "gateway.request",
-		Contractor: fmt.Sprintf("c%05d", i%1000),
-		TokenID:    fmt.Sprintf("t%011d", i%3000),
+		Contractor: fmt.Sprintf("c%05d", i%contractors),
+		TokenID:    fmt.Sprintf("t%011d", i%tokens),
 		Service:    fmt.Sprintf("svc%02d", i%20),
 		Method:     "GET",
 		Path:       fmt.Sprintf("/v1/items/%d", i),

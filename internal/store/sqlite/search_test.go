@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,31 +10,6 @@ import (
 	"latchkey/internal/audit/audittest"
 	"latchkey/internal/store/sqlite"
 )
-
-// searchRec is record i of BenchmarkSearch's log, spread like production: 10,000
-// contractors, 20 services, one request in 50 denied, a few admin actions.
-func searchRec(i int) audit.Record {
-	r := audit.Record{
-		Time:       time.Unix(1_900_000_000, 0).Add(time.Duration(i) * time.Millisecond).UTC(),
-		Actor:      fmt.Sprintf("t%011d", i%30000),
-		Action:     "gateway.request",
-		Contractor: fmt.Sprintf("c%05d", i%10000),
-		TokenID:    fmt.Sprintf("t%011d", i%30000),
-		Service:    fmt.Sprintf("svc%02d", i%20),
-		Method:     "GET",
-		Path:       fmt.Sprintf("/v1/items/%d", i),
-		Status:     200,
-		Decision:   audit.Allow,
-		Source:     "10.0.0.1",
-	}
-	if i%50 == 0 {
-		r.Decision, r.Status, r.Reason = audit.Deny, 403, "scope_denied"
-	}
-	if i%1000 == 0 {
-		r.Action, r.Method, r.Path, r.Decision = "token.revoke", "", "", audit.Allow
-	}
-	return r
-}
 
 func fillSearch(tb testing.TB, n int) *sqlite.AuditStorage {
 	tb.Helper()
@@ -47,7 +21,7 @@ func fillSearch(tb testing.TB, n int) *sqlite.AuditStorage {
 	for i := 0; i < n; i += len(recs) {
 		k := min(len(recs), n-i)
 		for j := range k {
-			recs[j] = searchRec(i + j)
+			recs[j] = audittest.SpreadRec(i+j, 10000, 30000) // BenchmarkSearch's log: 10,000 contractors
 		}
 		if _, err := l.Append(context.Background(), recs[:k]...); err != nil {
 			tb.Fatal(err)
