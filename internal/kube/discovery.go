@@ -21,7 +21,7 @@ import "strings"
 // list, no /apis/GROUP, no other method. path is the escaped path the
 // gateway checked (CheckPath), relative to the service.
 func Discovery(method, path string) bool {
-	if method != "GET" {
+	if method != "GET" || !strings.HasPrefix(path, "/") {
 		return false
 	}
 	switch path {

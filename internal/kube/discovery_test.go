@@ -21,7 +21,7 @@ func TestDiscovery(t *testing.T) {
 		"/api/v0", "/api/v01", "/api/V1", "/api/v1beta", "/api/v1gamma1", "/api/1", "/apis/Apps/v1", "/apis/-a/v1",
 		"/apis/a..b/v1", "/version/x", "/versions", "/openapi", "/openapi/", "/openapi/v1", "/openapi/v3/", "/openapi/v3/api",
 		"/openapi/v3/api/v1/namespaces", "/openapi/v2/x", "/openapi/v3/openapi/v3/api/v1", "/healthz", "/metrics", "/logs/x",
-		"/apis/apps/v1/../v1"}
+		"/apis/apps/v1/../v1", "%/api/v1", "x/apis/apps/v1", "api/v1"}
 	for _, p := range refused {
 		if Discovery("GET", p) {
 			t.Errorf("Discovery(GET %s) = true, want false", p)
