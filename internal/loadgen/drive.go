@@ -155,6 +155,12 @@ func (t *target) round(ctx context.Context, conns int, d time.Duration, auths []
 		})
 	}
 	wg.Wait()
+	return summary(start, lats, errs)
+}
+
+// summary is the Round of the requests of every connection since start:
+// their latencies and failures, connection by connection.
+func summary(start time.Time, lats [][]time.Duration, errs []int64) Round {
 	r := Round{Elapsed: time.Since(start)}
 	all := slices.Concat(lats...)
 	slices.Sort(all)
@@ -200,16 +206,7 @@ func (t *target) pacedRound(ctx context.Context, conns int, d time.Duration, aut
 		})
 	}
 	wg.Wait()
-	r := Round{Elapsed: time.Since(start)}
-	all := slices.Concat(lats...)
-	slices.Sort(all)
-	r.Requests = int64(len(all))
-	for _, n := range errs {
-		r.Errors += n
-	}
-	r.RPS = float64(r.Requests) / r.Elapsed.Seconds()
-	r.P50, r.P99 = quantile(all, 0.50), quantile(all, 0.99)
-	return r
+	return summary(start, lats, errs)
 }
 
 // each makes one request with every element of auths, conns at a time,
