@@ -195,9 +195,14 @@ func TestDPoPRejections(t *testing.T) {
 	withPriv := &jose.JSONWebKey{Key: k.ec}
 	validSig := k.proof(t, proofSpec{})
 	parts := strings.Split(validSig, ".")
-	sig := []byte(parts[2])
-	sig[10] ^= 1 // still base64url, another signature
-	badSig := parts[0] + "." + parts[1] + "." + string(sig)
+	// Another signature of the same length, flipped in its bytes (a
+	// flip in the text could leave the base64url alphabet: '-' ^ 1 is ',').
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig[10] ^= 1
+	badSig := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
 	hs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(strings.Repeat("k", 32))},
 		&jose.SignerOptions{ExtraHeaders: map[jose.HeaderKey]any{"typ": "dpop+jwt", "jwk": &jose.JSONWebKey{Key: &k.ec.PublicKey}}})
 	if err != nil {
