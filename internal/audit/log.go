@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,8 +98,9 @@ type Config struct {
 const DefaultLinger = 500 * time.Microsecond
 
 // Log is an append-only, tamper-evident log of records on a Storage. It is
-// safe for concurrent use; Append calls are group-committed by one
-// goroutine, which Close stops.
+// safe for concurrent use. On a Storage, Append calls are group-committed
+// by one goroutine, which Close stops; on a Queue, by the Append calls
+// themselves (see combiner).
 type Log struct {
 	st       Storage
 	maxBatch int
@@ -119,6 +121,7 @@ type Log struct {
 	pending atomic.Int64 // acknowledged, not known to be integrated
 	roundMu sync.Mutex
 	round   chan struct{} // closed (and replaced) after each integration round
+	comb    combiner
 }
 
 // request is one Append call waiting for its batch.
@@ -162,8 +165,9 @@ func New(st Storage, cfg Config) *Log {
 		l.round = make(chan struct{})
 		// Records queued before a crash are integrated first.
 		l.queued <- struct{}{}
+		l.comb.kick = make(chan struct{}, 1)
 		go l.sequence(q, c)
-		go l.run(nil)
+		go l.combine()
 		return l
 	}
 	go l.run(c)
@@ -176,7 +180,13 @@ func New(st Storage, cfg Config) *Log {
 // returns; what it cannot stays queued for the next open, and Close
 // returns that error.
 func (l *Log) Close() error {
-	l.once.Do(func() { close(l.stop) })
+	l.once.Do(func() {
+		close(l.stop)
+		if l.q != nil {
+			l.comb.close()
+			close(l.done)
+		}
+	})
 	<-l.done
 	if l.q == nil {
 		return nil
@@ -189,7 +199,12 @@ func (l *Log) Close() error {
 }
 
 // Queued returns the number of Append calls waiting for a batch.
-func (l *Log) Queued() int { return len(l.reqs) }
+func (l *Log) Queued() int {
+	if l.q != nil {
+		return l.comb.waiting()
+	}
+	return len(l.reqs)
+}
 
 // Healthy returns ErrClosed after Close, and otherwise the error of the
 // most recent commit if it failed: appends are failing, and whatever
@@ -230,6 +245,9 @@ func (l *Log) Append(ctx context.Context, recs ...Record) (first int64, err erro
 		leaves[i] = r.Encode()
 	}
 	req := &request{leaves: leaves, res: make(chan result, 1)}
+	if l.q != nil {
+		return l.appendQueued(ctx, req)
+	}
 	select {
 	case l.reqs <- req:
 	case <-l.stop:
@@ -339,6 +357,133 @@ func (l *Log) run(c *committer) {
 			if first >= 0 {
 				first += int64(len(r.leaves))
 			}
+		}
+	}
+}
+
+// combiner is how Appends on a Queue are written: flat combining. Each
+// Append adds its request to the waiting list; whichever Append then
+// holds the write lock takes every request waiting (at most MaxBatch
+// records) and enqueues them in one Queue.Enqueue, answers them, and
+// starts over while more wait. An Append alone on the log so writes its
+// own records in its own goroutine: no handoff to a committer goroutine
+// and back, two thread wake-ups per record that cost more than the
+// journal write itself. Under concurrent Appends, those that arrive while
+// a batch is written form the next batch, as with the committer: an
+// Append writes until its own request is answered, and then leaves what
+// still waits to the combiner goroutine (Log.combine), so that no Append
+// serves the others for long.
+type combiner struct {
+	mu     sync.Mutex // guards reqs and closed
+	reqs   []*request
+	closed bool
+	write  sync.Mutex    // held by whoever writes a batch
+	kick   chan struct{} // capacity 1: requests wait and no Append will write them
+}
+
+// add adds r to the waiting list; false after close.
+func (c *combiner) add(r *request) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.reqs = append(c.reqs, r)
+	return true
+}
+
+// take removes from the waiting list the oldest requests, at least one
+// and together at most max records (unless the first alone is more).
+func (c *combiner) take(max int) []*request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, k := 0, 0
+	for k < len(c.reqs) && (k == 0 || n+len(c.reqs[k].leaves) <= max) {
+		n += len(c.reqs[k].leaves)
+		k++
+	}
+	batch := slices.Clone(c.reqs[:k])
+	c.reqs = slices.Delete(c.reqs, 0, k)
+	return batch
+}
+
+func (c *combiner) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.reqs)
+}
+
+// close fails the requests still waiting with ErrClosed, refuses new
+// ones, and returns once the batch being written, if any, is answered.
+func (c *combiner) close() {
+	c.mu.Lock()
+	c.closed = true
+	rest := c.reqs
+	c.reqs = nil
+	c.mu.Unlock()
+	for _, r := range rest {
+		r.res <- result{err: ErrClosed}
+	}
+	c.write.Lock()
+	c.write.Unlock()
+}
+
+// appendQueued is Append on a Queue.
+func (l *Log) appendQueued(ctx context.Context, req *request) (int64, error) {
+	if !l.comb.add(req) {
+		return 0, ErrClosed
+	}
+	for len(req.res) == 0 && l.comb.write.TryLock() {
+		l.writeBatch()
+	}
+	// A request added while the lock was held may have seen it held and
+	// left its writing to the holder, this Append: it is done with its
+	// own, so the combiner goroutine writes the rest.
+	if l.comb.waiting() > 0 {
+		select {
+		case l.comb.kick <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case res := <-req.res:
+		return res.first, res.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("audit: append: %w", ctx.Err())
+	}
+}
+
+// writeBatch, with the write lock held, enqueues the oldest requests
+// waiting, answers them and releases the lock.
+func (l *Log) writeBatch() {
+	defer l.comb.write.Unlock()
+	batch := l.comb.take(l.maxBatch)
+	if len(batch) == 0 {
+		return
+	}
+	first, err := l.enqueue(batch)
+	if err != nil {
+		l.lastErr.Store(&err)
+	} else {
+		l.lastErr.Store(nil)
+	}
+	for _, r := range batch {
+		r.res <- result{first, err}
+	}
+}
+
+// combine is the combiner goroutine: kicked by an Append that leaves
+// requests waiting, it writes until none wait (or another Append holds
+// the write lock: that one will look again when it releases it).
+func (l *Log) combine() {
+	for {
+		select {
+		case <-l.comb.kick:
+		case <-l.stop:
+			return
+		}
+		for l.comb.waiting() > 0 && l.comb.write.TryLock() {
+			l.writeBatch()
 		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,6 +409,7 @@ func RunQueue(t *testing.T, open func(t *testing.T) audit.Queue, reopen, second 
 		{"QueueConcurrent", testQueueConcurrent},
 		{"QueueIntegrateConflict", testQueueIntegrateConflict},
 		{"QueueCrash", func(t *testing.T, q audit.Queue) { testQueueCrash(t, q, reopen) }},
+		{"QueueCloseConcurrent", func(t *testing.T, q audit.Queue) { testQueueClose(t, q, reopen) }},
 		{"QueueTwoProcesses", func(t *testing.T, q audit.Queue) { testQueueTwo(t, q, second(t, q)) }},
 	}
 	for _, tt := range tests {
@@ -516,6 +519,68 @@ func testQueueCrash(t *testing.T, q audit.Queue, reopen func(t *testing.T, q aud
 		t.Fatal(err)
 	}
 	CheckAll(t, l, 10)
+}
+
+// testQueueClose closes a Log on q under concurrent Appends (which a Log
+// on a Queue writes in the Appending goroutines, see audit.combiner): each
+// returns -1 or ErrClosed, none hangs, and every acknowledged record is in
+// the tree once the queue is opened again, exactly once.
+func testQueueClose(t *testing.T, q audit.Queue, reopen func(t *testing.T, q audit.Queue) audit.Queue) {
+	l := audit.New(q, audit.Config{})
+	var wg sync.WaitGroup
+	var acked, refused atomic.Int64
+	ackedRec := make([]atomic.Bool, 64*100)
+	for w := range 64 {
+		wg.Go(func() {
+			for i := range 100 {
+				_, err := l.Append(context.Background(), Rec(w*100+i))
+				switch {
+				case errors.Is(err, audit.ErrClosed):
+					refused.Add(1)
+					return
+				case err != nil:
+					t.Errorf("Append = %v, want -1 or ErrClosed", err)
+					return
+				}
+				acked.Add(1)
+				ackedRec[w*100+i].Store(true)
+			}
+		})
+	}
+	for acked.Load() < 200 {
+		runtime.Gosched()
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	if refused.Load() == 0 {
+		t.Log("every Append finished before Close")
+	}
+	l = newLog(t, reopen(t, q))
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	size, _, err := l.Verify(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i := range size {
+		r, _, err := l.Record(t.Context(), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[r.TokenID] {
+			t.Fatalf("record %d: %s twice", i, r.TokenID)
+		}
+		seen[r.TokenID] = true
+	}
+	for k := range ackedRec {
+		if ackedRec[k].Load() && !seen[Rec(k).TokenID] {
+			t.Fatalf("acknowledged record %s not in the tree", Rec(k).TokenID)
+		}
+	}
 }
 
 // testQueueTwo: two processes' Logs on one storage interleave into one
