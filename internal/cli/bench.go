@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime/pprof"
 	"time"
@@ -226,8 +227,12 @@ costs). Then run pgbench (-n -c --clients -T --duration -M --protocol)
 against each target (and a bare TCP relay, tcp-relay: the cost of any proxy
 on this machine), select-only (-S, read role or read token) and the
 default TPC-B-like transaction (write role or write token), the targets
-in rotated order every round. The table shows each target's median TPS and
-its share of the direct TPS. Progress goes to stderr, one line per run.`,
+in rotated order every round. With --reference HOST:PORT, a PostgreSQL
+proxy of yours (PgBouncer, say, with a "*" database entry pointing at the
+server) is one more target, reference, driven with the same credentials:
+what a proxy built for speed, without an audit, costs on this machine.
+The table shows each target's median TPS and its share of the direct
+TPS. Progress goes to stderr, one line per run.`,
 		Args: cobra.NoArgs,
 	}
 	out := addOutput(c, formatTable, formatJSON)
@@ -242,6 +247,7 @@ its share of the direct TPS. Progress goes to stderr, one line per run.`,
 	f.StringVar(&cfg.Protocol, "protocol", "simple", "pgbench -M: simple, extended or prepared")
 	f.DurationVar(&cfg.AuditDelay, "audit-delay", audit.DefaultIntegrateDelay, "the audited gateway's --audit-delay, as serve's")
 	f.BoolVar(&inProcessIndexPG, "index-in-process", false, "index the audited gateway's audit log for search in this process, instead of in a process beside it at the lowest priority, as serve's --index-in-process")
+	f.StringVar(&cfg.Reference, "reference", "", "HOST:PORT of a PostgreSQL proxy (e.g. PgBouncer) to drive as one more target, reference")
 	var profile string
 	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of this process (the gateways) over the whole run to this file (go tool pprof)")
 	_ = c.MarkFlagRequired("dsn")
@@ -266,6 +272,11 @@ its share of the direct TPS. Progress goes to stderr, one line per run.`,
 		case cfg.AuditDelay < time.Millisecond || cfg.AuditDelay > time.Second:
 			return usagef("--audit-delay %s: want 1ms to 1s", cfg.AuditDelay)
 		}
+		if cfg.Reference != "" {
+			if _, port, err := net.SplitHostPort(cfg.Reference); err != nil || port == "" {
+				return usagef("--reference %q: want HOST:PORT", cfg.Reference)
+			}
+		}
 		cfg.Jobs = min(cfg.Jobs, cfg.Clients)
 		cfg.Progress = cmd.ErrOrStderr()
 		rep, err := pgload.Run(cmd.Context(), cfg)
@@ -289,8 +300,12 @@ its share of the direct TPS. Progress goes to stderr, one line per run.`,
 		if err := t.flush(); err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "pgbench -c %d -T %s -M %s, scale %d, %d rounds; medians\n",
-			rep.Clients, rep.Duration, rep.Protocol, rep.Scale, rep.Rounds)
+		ref := ""
+		if rep.Reference != "" {
+			ref = "; reference is the proxy at " + rep.Reference
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "pgbench -c %d -T %s -M %s, scale %d, %d rounds; medians%s\n",
+			rep.Clients, rep.Duration, rep.Protocol, rep.Scale, rep.Rounds, ref)
 		return err
 	}
 	return c

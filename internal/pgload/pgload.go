@@ -11,8 +11,11 @@
 // log, and a second gateway on another fresh store without an audit log,
 // which says how much of the gateway's cost is the audit commit of each
 // statement, and a bare TCP relay (target tcp-relay), which says what any
-// userspace proxy costs on this machine. Each workload runs against each target for Config.Duration
-// per round, the targets in rotated order every round:
+// userspace proxy costs on this machine. With Config.Reference, a proxy
+// of the caller's (for example PgBouncer) is one more target, reference:
+// what a proxy built for speed, without an audit, costs here. Each
+// workload runs against each target for Config.Duration per round, the
+// targets in rotated order every round:
 //
 //   - select-only: pgbench -S, as the read role (direct) or with a read
 //     token (gateways);
@@ -76,6 +79,12 @@ type Config struct {
 	// AuditDelay is the audited gateway's audit.Config.IntegrateDelay, as
 	// serve --audit-delay sets it (0: audit.DefaultIntegrateDelay).
 	AuditDelay time.Duration
+	// Reference is the HOST:PORT of a PostgreSQL proxy to run as target
+	// reference, for comparison: pgbench connects to it with the same
+	// user, password and database name as to the server (so it must pass
+	// any database through to the server of DSN, as PgBouncer's "*"
+	// database entry does). Empty: no reference target.
+	Reference string
 	// Progress, if set, gets one line per pgbench run.
 	Progress io.Writer
 	// Log is the gateways' application log. Default: discarded.
@@ -88,6 +97,7 @@ const (
 	TargetRelay    = "tcp-relay"
 	TargetGateway  = "gateway"
 	TargetAuditOff = "gateway-audit-off"
+	TargetRef      = "reference"
 )
 
 // Workloads of a run.
@@ -109,12 +119,14 @@ type Result struct {
 
 // Report is a run's results.
 type Report struct {
-	Clients  int      `json:"clients"`
-	Duration string   `json:"duration"`
-	Rounds   int      `json:"rounds"`
-	Scale    int      `json:"scale"`
-	Protocol string   `json:"protocol"`
-	Results  []Result `json:"results"`
+	Clients  int    `json:"clients"`
+	Duration string `json:"duration"`
+	Rounds   int    `json:"rounds"`
+	Scale    int    `json:"scale"`
+	Protocol string `json:"protocol"`
+	// Reference is Config.Reference, if any.
+	Reference string   `json:"reference,omitempty"`
+	Results   []Result `json:"results"`
 }
 
 // Run runs the benchmark; see the package doc.
@@ -147,6 +159,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer relay.Close()
 	targets := []string{TargetDirect, TargetRelay, TargetGateway, TargetAuditOff}
+	if cfg.Reference != "" {
+		targets = append(targets, TargetRef)
+	}
 	tps := map[[2]string][]float64{}
 	for round := range cfg.Rounds {
 		for _, wl := range []string{WorkloadSelect, WorkloadTPCB} {
@@ -160,6 +175,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				case TargetRelay:
 					host, port, _ := net.SplitHostPort(relay.Addr().String())
 					env = append(env, "PGHOST="+host, "PGPORT="+port) // later entries win
+				case TargetRef:
+					host, port, _ := net.SplitHostPort(cfg.Reference)
+					env = append(env, "PGHOST="+host, "PGPORT="+port)
 				case TargetGateway:
 					env = on.env(wl)
 				case TargetAuditOff:
@@ -175,7 +193,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 	}
-	rep := &Report{Clients: cfg.Clients, Duration: cfg.Duration.String(), Rounds: cfg.Rounds, Scale: cfg.Scale, Protocol: cfg.Protocol}
+	rep := &Report{Clients: cfg.Clients, Duration: cfg.Duration.String(), Rounds: cfg.Rounds, Scale: cfg.Scale, Protocol: cfg.Protocol, Reference: cfg.Reference}
 	for _, wl := range []string{WorkloadSelect, WorkloadTPCB} {
 		direct := median(tps[[2]string{wl, TargetDirect}])
 		for _, tg := range targets {
