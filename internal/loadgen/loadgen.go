@@ -44,6 +44,14 @@ type Config struct {
 	// this binary's "audit index --follow", which the latchkey command is
 	// and a test binary is not. False indexes in this process.
 	IndexerProcess bool
+	// DriverProcess runs the load clients in a process of their own: this
+	// binary's hidden "bench drive" (Drive), which the latchkey command is
+	// and a test binary is not. The clients' allocations, collections and
+	// goroutines then no longer share this process's runtime with the
+	// servers they measure, and Memory no longer counts them. The
+	// clients of GatewayDPoP stay in this process, which signs their
+	// proofs. False drives every target from this process.
+	DriverProcess bool
 	// Conns is how many connections drive a target at once: one
 	// goroutine each, with one request in flight. Default 64.
 	Conns int
@@ -143,6 +151,9 @@ type Report struct {
 	Tokens     int           `json:"tokens"`
 	AccessLog  bool          `json:"access_log"`
 	GOMAXPROCS int           `json:"gomaxprocs"`
+	// DriverProcess is Config.DriverProcess: the load clients of every
+	// target but gateway-dpop ran in a process of their own.
+	DriverProcess bool `json:"driver_process"`
 	// Targets are upstream, bare, gateway-audit-on and gateway-audit-off,
 	// in this order, then gateway-dpop with Config.DPoP.
 	Targets []Target `json:"targets"`
@@ -243,7 +254,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer r.close()
 	rep := &Report{Conns: cfg.Conns, Duration: cfg.Duration, Rounds: cfg.Rounds, Tokens: cfg.Tokens,
-		AccessLog: cfg.AccessLog, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+		AccessLog: cfg.AccessLog, GOMAXPROCS: runtime.GOMAXPROCS(0),
+		DriverProcess: cfg.DriverProcess}
 	if rep.Memory, err = r.warm(ctx); err != nil {
 		return nil, err
 	}
@@ -263,8 +275,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					return nil, err
 				}
 			}
-			res := t.round(ctx, cfg.Conns, cfg.Duration, r.authsOf(t))
-			if err := ctx.Err(); err != nil {
+			res, err := r.round(ctx, t)
+			if err != nil {
 				return nil, err
 			}
 			res.PreSigned, res.PreSignTook = pre.n, pre.took
@@ -324,8 +336,8 @@ func (r *rig) paced(ctx context.Context, cfg Config, closed []Target) (*Paced, e
 		for k := range targets {
 			j := (i + k) % len(targets)
 			t := targets[j]
-			res := t.pacedRound(ctx, cfg.Conns, cfg.Duration, r.authsOf(t), rate)
-			if err := ctx.Err(); err != nil {
+			res, err := r.pacedRound(ctx, t, rate)
+			if err != nil {
 				return nil, err
 			}
 			results[j] = append(results[j], res)
