@@ -5,13 +5,22 @@
 // concurrent keep-alive load in interleaved rounds, and reports
 // throughput and latency of each next to the bare proxy's.
 //
+// The load clients run, with Config.DriverProcess, in a process of their
+// own (Drive, this binary's hidden "bench drive"), told what to drive round
+// by round over its standard input and output (see driver): their
+// allocations, collections and goroutines then do not share the servers'
+// Go runtime, which on a two-core machine added milliseconds to every
+// target's p99. The DPoP target's clients stay in the servers' process,
+// which signs their proofs.
+//
 // The gateway is built as serve builds it: a SQLite store and a seal key in
 // a data directory, a real audit log on that store, an access.Authority,
 // a usage.Recorder and gateway.New. Its tokens are real tokens, created in
 // the store and sent in "Authorization: Bearer"; every request is allowed
 // by the token's scope. Requests to the upstream and the bare proxy carry
-// the same header, so that every target reads requests of the same size. Absolute figures depend on the machine; the ratios
-// to the bare proxy measured in the same run are what to compare.
+// the same header, so that every target reads requests of the same size.
+// Absolute figures depend on the machine; the ratios to the bare proxy
+// measured in the same run are what to compare.
 package loadgen
 
 import (
@@ -229,9 +238,10 @@ type Round struct {
 // authenticate, and so cache, every token once, and after a collection
 // returned the free memory to the OS: a gateway's steady state with that
 // many tokens, not the garbage of creating them in this process. The
-// process holds more than a gateway would: the load clients with every
-// token text, the upstream, the bare proxy and the unaudited gateway, so
-// this is an upper bound of a gateway's own.
+// process holds more than a gateway would: the upstream, the bare proxy,
+// the unaudited gateway and, without Config.DriverProcess or with
+// Config.DPoP, load clients with their token texts, so this is an upper
+// bound of a gateway's own.
 type Memory struct {
 	CachedTokens int   `json:"cached_tokens"`
 	RSS          int64 `json:"rss_bytes"`       // VmRSS after the collection
