@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -80,6 +81,9 @@ type driver struct {
 	in   io.WriteCloser
 	enc  *json.Encoder
 	out  *bufio.Scanner
+
+	waited  sync.Once
+	waitErr error // how it exited, once waited
 }
 
 // startDriver starts argv as the driver process, with stderr its
@@ -157,11 +161,15 @@ func (d *driver) died(err error) error {
 	return fmt.Errorf("loadgen: driver process %s: %w", d.name, werr)
 }
 
-// wait waits for the driver to exit, killing it after 5 s.
+// wait waits for the driver to exit, killing it after 5 s, and returns
+// how it exited; again, the same.
 func (d *driver) wait() error {
-	t := time.AfterFunc(5*time.Second, func() { d.cmd.Process.Kill() })
-	defer t.Stop()
-	return d.cmd.Wait()
+	d.waited.Do(func() {
+		t := time.AfterFunc(5*time.Second, func() { d.cmd.Process.Kill() })
+		defer t.Stop()
+		d.waitErr = d.cmd.Wait()
+	})
+	return d.waitErr
 }
 
 // close ends the driver (closes its standard input) and waits for it.
