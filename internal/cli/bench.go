@@ -17,21 +17,39 @@ import (
 )
 
 func benchCmd() *cobra.Command {
-	return group("bench", "Measure latchkey on this machine", benchGatewayCmd(), benchPGCmd())
+	return group("bench", "Measure latchkey on this machine", benchGatewayCmd(), benchPGCmd(), benchDriveCmd())
+}
+
+// benchDriveCmd is the load clients' process that bench gateway starts
+// (loadgen.Drive): hidden, it speaks JSON lines on stdin and stdout.
+func benchDriveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "drive",
+		Short:  "Drive bench gateway's targets as told on standard input (bench gateway starts it)",
+		Args:   cobra.NoArgs,
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return loadgen.Drive(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
 }
 
 func benchGatewayCmd() *cobra.Command {
 	var cfg loadgen.Config
-	var inProcessIndex bool
+	var inProcessIndex, inProcessDrive bool
 	c := &cobra.Command{
-		Use:   "gateway [--store DSN] [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--paced=false | --rate N | --rate-share F] [--output json]",
+		Use:   "gateway [--store DSN] [--conns N] [--duration D] [--rounds N] [--tokens N] [--access-log=false] [--dpop [--dpop-inline]] [--paced=false | --rate N | --rate-share F] [--drive-in-process] [--output json]",
 		Short: "Load the gateway against a bare reverse proxy and print the ratios",
 		Long: `Start on loopback, in this process, an upstream, a bare httputil.ReverseProxy
 in front of it and the gateway in front of it, once with the audit log and
 once without, each on a fresh store in a temporary directory. Then drive
 each with the same load: --conns keep-alive connections with one request in
 flight each, for --duration per target per round, the targets one after the
-other, the order rotated every round. Requests to the gateway spread over
+other, the order rotated every round. The load clients run in a process of
+their own (this binary, hidden command "bench drive", ending with this
+one), so that their allocations, garbage collections and goroutines do not
+share the servers' Go runtime; --drive-in-process runs them in this
+process instead. Requests to the gateway spread over
 --tokens distinct tokens. With --dpop, the audited gateway is also driven
 (target gateway-dpop) with --tokens more tokens, each bound to its own
 ES256 key, every request carrying a DPoP proof of its own (unique jti).
@@ -45,7 +63,10 @@ line counts these. With --dpop-inline, every proof is signed on the fly
 inside the timed window instead, as a real client does. The table is
 followed by gateway-dpop's throughput as a multiple of the audited bearer
 gateway's (gateway-audit-on) and of the bare proxy's, its p99 added to
-the audited gateway's, and how its proofs were signed.
+the audited gateway's, and how its proofs were signed. gateway-dpop's
+clients always run in this process, which signs their proofs: its
+comparison with the other targets is not like for like unless
+--drive-in-process.
 
 The table shows, per target, requests per second, p50 and p99 latency (the
 medians over the rounds), failed requests, throughput as a multiple of the
@@ -69,8 +90,9 @@ tokens in this process, it first collects garbage and returns free memory
 to the OS (runtime.GC, debug.FreeOSMemory), then reads the resident set
 (VmRSS) and the live Go heap. The peak (VmHWM) includes the setup; it is
 shown as read then and at the end of the run. The process also holds the
-load clients, the upstream, the bare proxy and the other gateway, so the
-figures are an upper bound of one gateway's.
+upstream, the bare proxy and the other gateway (and, with
+--drive-in-process or --dpop, load clients), so the figures are an upper
+bound of one gateway's.
 Progress goes to stderr, one line per round.
 
 With --store, the gateway's store and audit log are in PostgreSQL instead of
@@ -96,9 +118,11 @@ It fails (exit status 1) after printing the results if any request failed.`,
 	f.Float64Var(&cfg.PacedShare, "rate-share", 0.5, "with --paced and no --rate: the fixed rate as a share of the bare proxy's closed-loop throughput")
 	f.StringVar(&cfg.Store, "store", "", "PostgreSQL connection string of a server to run the gateway's store on, in a scratch database created and dropped by the run (default: SQLite in a temporary directory)")
 	f.BoolVar(&inProcessIndex, "index-in-process", false, "index the SQLite stores' audit logs for search in this process, instead of in processes beside it at the lowest priority, as serve's --index-in-process")
+	f.BoolVar(&inProcessDrive, "drive-in-process", false, "run the load clients in this process, sharing its Go runtime with the servers, instead of in a process of their own")
 	f.BoolVar(&cfg.AccessLog, "access-log", true, "have the gateways format an access log line per request, as serve does by default (the lines are discarded)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg.IndexerProcess = !inProcessIndex
+		cfg.DriverProcess = !inProcessDrive
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
 			return usagef("--conns, --rounds, --tokens and --duration must be positive")
 		}
@@ -170,9 +194,9 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 	}
 	m := rep.Memory
 	_, err := fmt.Fprintf(w, "\nmemory with %d tokens cached, after a collection: RSS %s, live heap %s; peak with setup %s (%s at the end of the run)\n"+
-		"%d connections, %d rounds of %v per target, %d tokens, access log %s, GOMAXPROCS %d\n",
+		"%d connections, %d rounds of %v per target, %d tokens, access log %s, GOMAXPROCS %d\n%s\n",
 		m.CachedTokens, mib(m.RSS), mib(m.HeapLive), mib(m.HWM), mib(m.PeakEnd),
-		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, onOff(rep.AccessLog), rep.GOMAXPROCS)
+		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, onOff(rep.AccessLog), rep.GOMAXPROCS, drivenBy(rep))
 	return err
 }
 
@@ -187,6 +211,19 @@ func dpopLines(w io.Writer, tg loadgen.Target) error {
 	_, err := fmt.Fprintf(w, "\nDPoP (same run): throughput x%.2f of %s (bearer), x%.2f of %s; p99 %s added to %s's\nDPoP proofs %s\n",
 		tg.XBearer, loadgen.GatewayAudit, tg.XBare, loadgen.Bare, ms(tg.AddedP99Bearer), loadgen.GatewayAudit, how)
 	return err
+}
+
+// drivenBy says where the report's load clients ran.
+func drivenBy(rep *loadgen.Report) string {
+	if !rep.DriverProcess {
+		return "load clients in this process (--drive-in-process)"
+	}
+	for _, tg := range rep.Targets {
+		if tg.Name == loadgen.GatewayDPoP {
+			return "load clients in a process of their own, but " + loadgen.GatewayDPoP + "'s in this process (it signs their proofs)"
+		}
+	}
+	return "load clients in a process of their own"
 }
 
 func onOff(b bool) string {

@@ -5,13 +5,22 @@
 // concurrent keep-alive load in interleaved rounds, and reports
 // throughput and latency of each next to the bare proxy's.
 //
+// The load clients run, with Config.DriverProcess, in a process of their
+// own (Drive, this binary's hidden "bench drive"), told what to drive round
+// by round over its standard input and output (see driver): their
+// allocations, collections and goroutines then do not share the servers'
+// Go runtime. The DPoP target's clients stay in the servers' process,
+// which signs their proofs. The upstream stays there too: in a process of
+// its own, it did not lower the bare proxy's p99 on a two-core machine.
+//
 // The gateway is built as serve builds it: a SQLite store and a seal key in
 // a data directory, a real audit log on that store, an access.Authority,
 // a usage.Recorder and gateway.New. Its tokens are real tokens, created in
 // the store and sent in "Authorization: Bearer"; every request is allowed
 // by the token's scope. Requests to the upstream and the bare proxy carry
-// the same header, so that every target reads requests of the same size. Absolute figures depend on the machine; the ratios
-// to the bare proxy measured in the same run are what to compare.
+// the same header, so that every target reads requests of the same size.
+// Absolute figures depend on the machine; the ratios to the bare proxy
+// measured in the same run are what to compare.
 package loadgen
 
 import (
@@ -44,6 +53,14 @@ type Config struct {
 	// this binary's "audit index --follow", which the latchkey command is
 	// and a test binary is not. False indexes in this process.
 	IndexerProcess bool
+	// DriverProcess runs the load clients in a process of their own: this
+	// binary's hidden "bench drive" (Drive), which the latchkey command is
+	// and a test binary is not. The clients' allocations, collections and
+	// goroutines then no longer share this process's runtime with the
+	// servers they measure, and Memory no longer counts them. The
+	// clients of GatewayDPoP stay in this process, which signs their
+	// proofs. False drives every target from this process.
+	DriverProcess bool
 	// Conns is how many connections drive a target at once: one
 	// goroutine each, with one request in flight. Default 64.
 	Conns int
@@ -143,6 +160,9 @@ type Report struct {
 	Tokens     int           `json:"tokens"`
 	AccessLog  bool          `json:"access_log"`
 	GOMAXPROCS int           `json:"gomaxprocs"`
+	// DriverProcess is Config.DriverProcess: the load clients of every
+	// target but gateway-dpop ran in a process of their own.
+	DriverProcess bool `json:"driver_process"`
 	// Targets are upstream, bare, gateway-audit-on and gateway-audit-off,
 	// in this order, then gateway-dpop with Config.DPoP.
 	Targets []Target `json:"targets"`
@@ -218,9 +238,10 @@ type Round struct {
 // authenticate, and so cache, every token once, and after a collection
 // returned the free memory to the OS: a gateway's steady state with that
 // many tokens, not the garbage of creating them in this process. The
-// process holds more than a gateway would: the load clients with every
-// token text, the upstream, the bare proxy and the unaudited gateway, so
-// this is an upper bound of a gateway's own.
+// process holds more than a gateway would: the upstream, the bare proxy,
+// the unaudited gateway and, without Config.DriverProcess or with
+// Config.DPoP, load clients with their token texts, so this is an upper
+// bound of a gateway's own.
 type Memory struct {
 	CachedTokens int   `json:"cached_tokens"`
 	RSS          int64 `json:"rss_bytes"`       // VmRSS after the collection
@@ -243,7 +264,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer r.close()
 	rep := &Report{Conns: cfg.Conns, Duration: cfg.Duration, Rounds: cfg.Rounds, Tokens: cfg.Tokens,
-		AccessLog: cfg.AccessLog, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+		AccessLog: cfg.AccessLog, GOMAXPROCS: runtime.GOMAXPROCS(0),
+		DriverProcess: cfg.DriverProcess}
 	if rep.Memory, err = r.warm(ctx); err != nil {
 		return nil, err
 	}
@@ -263,8 +285,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					return nil, err
 				}
 			}
-			res := t.round(ctx, cfg.Conns, cfg.Duration, r.authsOf(t))
-			if err := ctx.Err(); err != nil {
+			res, err := r.round(ctx, t)
+			if err != nil {
 				return nil, err
 			}
 			res.PreSigned, res.PreSignTook = pre.n, pre.took
@@ -324,8 +346,8 @@ func (r *rig) paced(ctx context.Context, cfg Config, closed []Target) (*Paced, e
 		for k := range targets {
 			j := (i + k) % len(targets)
 			t := targets[j]
-			res := t.pacedRound(ctx, cfg.Conns, cfg.Duration, r.authsOf(t), rate)
-			if err := ctx.Err(); err != nil {
+			res, err := r.pacedRound(ctx, t, rate)
+			if err != nil {
 				return nil, err
 			}
 			results[j] = append(results[j], res)

@@ -53,6 +53,7 @@ type rig struct {
 	targets []*target // in Report order
 	auths   []string  // "Bearer TOKEN" for every token
 	st      store.Store
+	drv     *driver // the driver process, with Config.DriverProcess
 	closers []func() error
 }
 
@@ -107,9 +108,59 @@ func (r *rig) start(ctx context.Context) error {
 		r.closers = append(r.closers, func() error { tg.tr.CloseIdleConnections(); return nil })
 	}
 	if cfg.DPoP {
-		return r.dpopTarget(ctx, gws[0])
+		if err := r.dpopTarget(ctx, gws[0]); err != nil {
+			return err
+		}
+	}
+	if cfg.DriverProcess {
+		return r.startDriver()
 	}
 	return nil
+}
+
+// startDriver starts the driver process (Config.DriverProcess) for every
+// target but the DPoP one.
+func (r *rig) startDriver() error {
+	d, err := selfDriver(r.cfg.Progress, driverSetup{Conns: r.cfg.Conns, Auths: r.auths, Targets: driverDests(r.targets)})
+	if err != nil {
+		return err
+	}
+	r.drv = d
+	r.closers = append(r.closers, d.close)
+	return nil
+}
+
+// drives reports whether the driver process drives t.
+func (r *rig) drives(t *target) bool { return r.drv != nil && t.prove == nil }
+
+// round drives t for one closed-loop round (target.round), from the
+// driver process if it drives t.
+func (r *rig) round(ctx context.Context, t *target) (Round, error) {
+	if r.drives(t) {
+		return t.remote(ctx, r.drv, order{Op: opRound, Duration: r.cfg.Duration})
+	}
+	return t.round(ctx, r.cfg.Conns, r.cfg.Duration, r.authsOf(t)), ctx.Err()
+}
+
+// pacedRound drives t for one round at rate (target.pacedRound), from
+// the driver process if it drives t.
+func (r *rig) pacedRound(ctx context.Context, t *target, rate float64) (Round, error) {
+	if r.drives(t) {
+		return t.remote(ctx, r.drv, order{Op: opPaced, Duration: r.cfg.Duration, Rate: rate})
+	}
+	return t.pacedRound(ctx, r.cfg.Conns, r.cfg.Duration, r.authsOf(t), rate), ctx.Err()
+}
+
+// each makes one request with each of the first n Authorization values
+// of t, and at least atLeast in all (target.each), from the driver
+// process if it drives t.
+func (r *rig) each(ctx context.Context, t *target, atLeast, n int) error {
+	if r.drives(t) {
+		_, err := t.remote(ctx, r.drv, order{Op: opEach, AtLeast: atLeast, Auths: n})
+		return err
+	}
+	t.each(ctx, r.cfg.Conns, atLeast, r.authsOf(t)[:n])
+	return ctx.Err()
 }
 
 // dpopTarget adds the GatewayDPoP target: the audited gateway gw, called
@@ -379,17 +430,20 @@ func createTokens(ctx context.Context, st store.Store, n int, now time.Time, bin
 // warming it up as well would double the time a big run takes to start.)
 func (r *rig) warm(ctx context.Context) (Memory, error) {
 	start := time.Now()
-	conns, few := r.cfg.Conns, 8*r.cfg.Conns
-	r.targets[0].each(ctx, conns, few, r.auths[:1])
-	r.targets[1].each(ctx, conns, few, r.auths[:1])
-	r.targets[2].each(ctx, conns, few, r.auths)
-	m := memory(len(r.auths))
-	r.targets[3].each(ctx, conns, few, r.auths[:min(few, len(r.auths))])
-	for _, t := range r.targets[4:] {
-		t.each(ctx, conns, few, t.auths[:min(few, len(t.auths))])
+	few := 8 * r.cfg.Conns
+	for _, w := range []struct {
+		t *target
+		n int
+	}{{r.targets[0], 1}, {r.targets[1], 1}, {r.targets[2], len(r.auths)}} {
+		if err := r.each(ctx, w.t, few, w.n); err != nil {
+			return Memory{}, err
+		}
 	}
-	if err := ctx.Err(); err != nil {
-		return Memory{}, err
+	m := memory(len(r.auths))
+	for _, t := range r.targets[3:] {
+		if err := r.each(ctx, t, few, min(few, len(r.authsOf(t)))); err != nil {
+			return Memory{}, err
+		}
 	}
 	fmt.Fprintf(r.cfg.Progress, "warmed up in %v; with %d tokens cached, after a collection: RSS %.1f MiB, live heap %.1f MiB\n",
 		time.Since(start).Round(time.Millisecond), m.CachedTokens, float64(m.RSS)/(1<<20), float64(m.HeapLive)/(1<<20))
