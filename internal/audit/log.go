@@ -347,17 +347,7 @@ func (l *Log) run(c *committer) {
 		} else {
 			first, err = c.commit(batch)
 		}
-		if err != nil {
-			l.lastErr.Store(&err)
-		} else {
-			l.lastErr.Store(nil)
-		}
-		for _, r := range batch {
-			r.res <- result{first, err}
-			if first >= 0 {
-				first += int64(len(r.leaves))
-			}
-		}
+		l.answer(batch, first, err)
 	}
 }
 
@@ -462,6 +452,13 @@ func (l *Log) writeBatch() {
 		return
 	}
 	first, err := l.enqueue(batch)
+	l.answer(batch, first, err)
+}
+
+// answer records the outcome of a batch for Healthy and answers its
+// requests: each its first index (first, -1 on a Queue, counting on from
+// the previous request's records) or err.
+func (l *Log) answer(batch []*request, first int64, err error) {
 	if err != nil {
 		l.lastErr.Store(&err)
 	} else {
@@ -469,6 +466,9 @@ func (l *Log) writeBatch() {
 	}
 	for _, r := range batch {
 		r.res <- result{first, err}
+		if first >= 0 {
+			first += int64(len(r.leaves))
+		}
 	}
 }
 

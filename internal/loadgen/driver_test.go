@@ -199,14 +199,7 @@ func TestRunDriverProcess(t *testing.T) {
 func TestRunDriverProcessCounts(t *testing.T) {
 	t.Setenv(driveEnv, "1")
 	cfg := Config{Conns: 1, Duration: 100 * time.Millisecond, Rounds: 1, Tokens: 2, Dir: t.TempDir()}
-	if err := cfg.defaults(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := newRig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
+	r := testRig(t, cfg)
 	// First, so that the connection sends it first; the driver is
 	// started with it.
 	r.auths = append([]string{"Bearer lk_unknown"}, r.auths...)

@@ -67,14 +67,7 @@ func TestRun(t *testing.T) {
 // that the gateway does not know are answered 401.
 func TestRunCountsFailures(t *testing.T) {
 	cfg := Config{Conns: 2, Duration: 500 * time.Millisecond, Rounds: 1, Tokens: 3, Dir: t.TempDir()}
-	if err := cfg.defaults(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := newRig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
+	r := testRig(t, cfg)
 	// First, so that connection 0 sends it first, however loaded the machine.
 	r.auths = append([]string{"Bearer lk_unknown"}, r.auths...)
 	gw := r.targets[2]
@@ -170,14 +163,7 @@ func TestRunDPoPInline(t *testing.T) {
 // is accepted, and none had to sign on the fly.
 func TestPresign(t *testing.T) {
 	cfg := Config{Conns: 4, Duration: 200 * time.Millisecond, Rounds: 1, Tokens: 10, Dir: t.TempDir(), DPoP: true}
-	if err := cfg.defaults(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := newRig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
+	r := testRig(t, cfg)
 	dp := r.targets[len(r.targets)-1]
 	pre, err := r.presign(context.Background(), dp, make([][]Round, len(r.targets)))
 	if err != nil {
@@ -238,4 +224,18 @@ func TestPaced(t *testing.T) {
 	if p.Targets[1].Name != Bare || p.Targets[1].AddedP99 != 0 {
 		t.Errorf("bare against itself: %+v", p.Targets[1])
 	}
+}
+
+// testRig starts the rig of cfg (defaults filled in), closed when tb ends.
+func testRig(tb testing.TB, cfg Config) *rig {
+	tb.Helper()
+	if err := cfg.defaults(); err != nil {
+		tb.Fatal(err)
+	}
+	r, err := newRig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.close() })
+	return r
 }
