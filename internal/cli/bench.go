@@ -126,6 +126,9 @@ It fails (exit status 1) after printing the results if any request failed.`,
 		if cfg.Conns < 1 || cfg.Rounds < 1 || cfg.Tokens < 1 || cfg.Duration <= 0 {
 			return usagef("--conns, --rounds, --tokens and --duration must be positive")
 		}
+		if cfg.Conns > loadgen.MaxConns {
+			return usagef("--conns %d: the most is %d", cfg.Conns, loadgen.MaxConns)
+		}
 		if cfg.Rate < 0 || cfg.PacedShare <= 0 || cfg.PacedShare > 1 {
 			return usagef("--rate must not be negative, --rate-share must be in (0, 1]")
 		}

@@ -208,8 +208,8 @@ func Drive(ctx context.Context, in io.Reader, out io.Writer) error {
 	if err := strictUnmarshal(sc.Bytes(), &setup); err != nil {
 		return refuse(fmt.Errorf("bad setup: %w", err))
 	}
-	if setup.Conns < 1 || len(setup.Auths) == 0 {
-		return refuse(errors.New("bad setup: no connections or no Authorization values"))
+	if setup.Conns < 1 || setup.Conns > MaxConns || len(setup.Auths) == 0 {
+		return refuse(fmt.Errorf("bad setup: %d connections (want 1 to %d) and %d Authorization values (want some)", setup.Conns, MaxConns, len(setup.Auths)))
 	}
 	targets := make(map[string]*target, len(setup.Targets))
 	for _, dst := range setup.Targets {

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 // lines encodes each of vs as one JSON line.
-func lines(t *testing.T, vs ...any) string {
+func lines(t testing.TB, vs ...any) string {
 	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -104,8 +104,9 @@ func TestDriveRefuses(t *testing.T) {
 	}{
 		{"not JSON", "hello\n", "bad setup"},
 		{"unknown setup field", `{"conns":1,"auths":["a"],"extra":1}` + "\n", "bad setup"},
-		{"no connections", lines(t, driverSetup{Auths: []string{"a"}}), "no connections"},
-		{"no tokens", lines(t, driverSetup{Conns: 1}), "no Authorization"},
+		{"no connections", lines(t, driverSetup{Auths: []string{"a"}}), "0 connections"},
+		{"too many connections", lines(t, driverSetup{Conns: MaxConns + 1, Auths: []string{"a"}}), "connections (want 1 to"},
+		{"no tokens", lines(t, driverSetup{Conns: 1}), "0 Authorization values"},
 		{"unknown target", lines(t, setup, order{Op: opRound, Target: "b", Duration: time.Second}), `no target "b"`},
 		{"unknown op", lines(t, setup, order{Op: "fly", Target: "a"}), "bad order"},
 		{"no duration", lines(t, setup, order{Op: opRound, Target: "a"}), "bad order"},
@@ -217,4 +218,32 @@ func TestRunDriverProcessCounts(t *testing.T) {
 	if e := gw.firstErr.Load(); e == nil || !strings.Contains(*e, "401") {
 		t.Errorf("first error %v, want a 401", e)
 	}
+}
+
+// FuzzDrive feeds Drive any input, with its context already done so that
+// no order sends a request: whatever the lines, it answers at most one
+// reply per line, every reply valid JSON, and returns.
+func FuzzDrive(f *testing.F) {
+	setup := driverSetup{Conns: 2, Auths: []string{"Bearer x", "Bearer y"}, Targets: []driverDest{{Name: "a", URL: "http://127.0.0.1:1/"}}}
+	f.Add([]byte(lines(f, setup, order{Op: opRound, Target: "a", Duration: time.Second})))
+	f.Add([]byte(lines(f, setup, order{Op: opPaced, Target: "a", Duration: time.Second, Rate: 10})))
+	f.Add([]byte(lines(f, setup, order{Op: opEach, Target: "a", Auths: 2, AtLeast: 5})))
+	f.Add([]byte("hello\n"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		Drive(ctx, bytes.NewReader(in), &out)
+		n := 0
+		for line := range strings.Lines(out.String()) {
+			var rep driverReply
+			if err := strictUnmarshal([]byte(line), &rep); err != nil {
+				t.Fatalf("reply %q: %v", line, err)
+			}
+			n++
+		}
+		if lines := bytes.Count(in, []byte("\n")) + 1; n > lines {
+			t.Fatalf("%d replies to %d lines", n, lines)
+		}
+	})
 }

@@ -44,6 +44,9 @@ const (
 	defaultDuration = 2 * time.Second
 	defaultRounds   = 5
 	defaultTokens   = 1000
+	// MaxConns is the most Config.Conns allowed: a goroutine and a
+	// connection each, per target.
+	MaxConns = 1 << 14
 )
 
 // Config configures Run. The zero value runs the default load.
@@ -147,6 +150,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Conns < 0 || c.Duration < 0 || c.Rounds < 0 || c.Tokens < 0 {
 		return errors.New("loadgen: Conns, Duration, Rounds and Tokens must not be negative")
+	}
+	if c.Conns > MaxConns {
+		return fmt.Errorf("loadgen: %d connections, the most is %d", c.Conns, MaxConns)
 	}
 	return nil
 }
