@@ -272,8 +272,9 @@ func (l *Log) Append(ctx context.Context, recs ...Record) (first int64, err erro
 	}
 }
 
-// run is the committer goroutine: it takes every request waiting, commits
-// them in one transaction, answers them, and starts over.
+// run is the committer goroutine of a Log on a Storage (not a Queue): it
+// takes every request waiting, commits them in one transaction, answers
+// them, and starts over.
 func (l *Log) run(c *committer) {
 	defer close(l.done)
 	var next *request // taken from the queue but left for the next batch
@@ -340,13 +341,7 @@ func (l *Log) run(c *committer) {
 			timer.Stop()
 		}
 		last = len(batch)
-		var first int64
-		var err error
-		if c == nil {
-			first, err = l.enqueue(batch)
-		} else {
-			first, err = c.commit(batch)
-		}
+		first, err := c.commit(batch)
 		l.answer(batch, first, err)
 	}
 }
