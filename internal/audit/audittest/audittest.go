@@ -547,13 +547,21 @@ func testQueueClose(t *testing.T, q audit.Queue, reopen func(t *testing.T, q aud
 			}
 		})
 	}
+	writing := make(chan struct{})
+	go func() { wg.Wait(); close(writing) }()
+wait:
 	for acked.Load() < 200 {
-		runtime.Gosched()
+		select {
+		case <-writing: // every writer stopped early: the checks below say why
+			break wait
+		default:
+			runtime.Gosched()
+		}
 	}
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	wg.Wait()
+	<-writing
 	if refused.Load() == 0 {
 		t.Log("every Append finished before Close")
 	}
