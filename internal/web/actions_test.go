@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"latchkey/internal/adminapi"
+	"latchkey/internal/server"
 )
 
 func TestRotate(t *testing.T) {
@@ -119,6 +121,22 @@ func TestAuditPages(t *testing.T) {
 	}
 	if resp, _ := send(t, c, "GET", l.admin+"/ui/audit?decision=maybe", nil, nil); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("decision=maybe: %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestProofWhileCheckpointing opens the proof page while serve signs
+// checkpoints as fast as it can: a checkpoint already signed at the log's
+// size must not turn the page into an error.
+func TestProofWhileCheckpointing(t *testing.T) {
+	l := serve(t, func(c *server.Config) { c.CheckpointEvery = time.Millisecond })
+	c := browser(t)
+	signIn(t, c, l, l.token)
+	for i := range 40 {
+		resp, body := send(t, c, "GET", l.admin+"/ui/audit/0/proof", nil, nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "The proof checks") {
+			t.Fatalf("proof page, try %d: %d\n%s", i, resp.StatusCode, body)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

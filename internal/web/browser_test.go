@@ -47,8 +47,9 @@ type live struct {
 	dir                   string // the data directory
 }
 
-// serve runs server.Run on free loopback ports until the test ends.
-func serve(t *testing.T) live {
+// serve runs server.Run on free loopback ports until the test ends,
+// with its Config changed by each of opts.
+func serve(t *testing.T, opts ...func(*server.Config)) live {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -56,6 +57,9 @@ func serve(t *testing.T) live {
 	errc := make(chan error, 1)
 	cfg := server.Config{DataDir: dir, AdminAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	go func() { errc <- server.Run(ctx, cfg, &stdout) }()
 	t.Cleanup(func() {
 		cancel()
