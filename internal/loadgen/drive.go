@@ -180,10 +180,31 @@ func summary(start time.Time, lats [][]time.Duration, errs []int64) Round {
 // of the response (corrected for coordinated omission: a stall counts
 // for every request it holds up).
 func (t *target) pacedRound(ctx context.Context, conns int, d time.Duration, auths []string, rate float64) Round {
+	return t.pacedFrom(ctx, time.Now(), conns, d, auths, rate)
+}
+
+// together drives every target of ts at once for d, each as pacedRound
+// does at rate, all on one schedule: the k-th request of connection i is
+// due at the same instant on every target. Whatever slows the machine
+// during the round (a collection, another process, the host) then falls
+// on every target alike, and their latencies compare request for request.
+// It returns their Rounds in the order of ts.
+func together(ctx context.Context, ts []*target, conns int, d time.Duration, auths []string, rate float64) []Round {
+	rounds := make([]Round, len(ts))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Go(func() { rounds[i] = t.pacedFrom(ctx, start, conns, d, auths, rate) })
+	}
+	wg.Wait()
+	return rounds
+}
+
+// pacedFrom is pacedRound with its schedule starting at start.
+func (t *target) pacedFrom(ctx context.Context, start time.Time, conns int, d time.Duration, auths []string, rate float64) Round {
 	lats := make([][]time.Duration, conns)
 	errs := make([]int64, conns)
 	interval := time.Duration(float64(conns) / rate * float64(time.Second))
-	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	for i := range conns {

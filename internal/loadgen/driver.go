@@ -38,6 +38,10 @@ const (
 	opRound = "round" // a closed-loop round (target.round)
 	opPaced = "paced" // a fixed-rate round (target.pacedRound)
 	opEach  = "each"  // one request per token (target.each)
+	// opTogether drives several targets at once on one schedule
+	// (together): Targets names them, Target is empty, and the reply's
+	// Together answers for each, in the order of Targets.
+	opTogether = "together"
 )
 
 // driverSetup is the first line Run writes to the driver.
@@ -57,6 +61,7 @@ type driverDest struct {
 type order struct {
 	Op       string        `json:"op"` // opRound, opPaced or opEach
 	Target   string        `json:"target"`
+	Targets  []string      `json:"targets,omitempty"`     // opTogether
 	Duration time.Duration `json:"duration_ns,omitempty"` // opRound and opPaced
 	Rate     float64       `json:"rate,omitempty"`        // opPaced: requests per second in all
 	AtLeast  int           `json:"at_least,omitempty"`    // opEach
@@ -72,6 +77,9 @@ type driverReply struct {
 	Failed     int64  `json:"failed,omitempty"`
 	FirstError string `json:"first_error,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Together is the answer of opTogether: one reply per target, in
+	// the order of the order's Targets (Round, Failed, FirstError).
+	Together []driverReply `json:"together,omitempty"`
 }
 
 // driver is the parent's end of a running driver process.
@@ -225,7 +233,7 @@ func Drive(ctx context.Context, in io.Reader, out io.Writer) error {
 		if err := strictUnmarshal(sc.Bytes(), &o); err != nil {
 			return refuse(fmt.Errorf("bad order %.80q: %w", sc.Bytes(), err))
 		}
-		rep, err := carry(ctx, targets[o.Target], o, setup)
+		rep, err := carry(ctx, targets, o, setup)
 		if err != nil {
 			return refuse(err)
 		}
@@ -236,14 +244,20 @@ func Drive(ctx context.Context, in io.Reader, out io.Writer) error {
 	return sc.Err()
 }
 
-// carry carries out o on t (nil if the driver has no such target) and
-// returns the reply, with the failures counted on t during o.
-func carry(ctx context.Context, t *target, o order, setup driverSetup) (driverReply, error) {
+// carry carries out o on the targets it names, of targets, and returns
+// the reply, with the failures counted on each target during o.
+func carry(ctx context.Context, targets map[string]*target, o order, setup driverSetup) (driverReply, error) {
+	if o.Op == opTogether {
+		return carryTogether(ctx, targets, o, setup)
+	}
+	t := targets[o.Target]
 	if t == nil {
 		return driverReply{}, fmt.Errorf("order %s: no target %q", o.Op, o.Target)
 	}
-	t.errs.Store(0)
-	t.firstErr.Store(nil)
+	if len(o.Targets) > 0 {
+		return driverReply{}, fmt.Errorf("order %s: targets are for %s only", o.Op, opTogether)
+	}
+	t.resetFailures()
 	var rep driverReply
 	switch {
 	case o.Op == opRound && o.Duration > 0:
@@ -258,11 +272,50 @@ func carry(ctx context.Context, t *target, o order, setup driverSetup) (driverRe
 	if err := ctx.Err(); err != nil {
 		return driverReply{}, err
 	}
+	t.failures(&rep)
+	return rep, nil
+}
+
+// carryTogether carries out an opTogether order.
+func carryTogether(ctx context.Context, targets map[string]*target, o order, setup driverSetup) (driverReply, error) {
+	if o.Target != "" || len(o.Targets) == 0 || o.Duration <= 0 || o.Rate <= 0 {
+		return driverReply{}, fmt.Errorf("bad order %+v", o)
+	}
+	ts := make([]*target, len(o.Targets))
+	for i, name := range o.Targets {
+		if ts[i] = targets[name]; ts[i] == nil {
+			return driverReply{}, fmt.Errorf("order %s: no target %q", o.Op, name)
+		}
+		if slices.Contains(ts[:i], ts[i]) {
+			return driverReply{}, fmt.Errorf("order %s: target %q twice", o.Op, name)
+		}
+		ts[i].resetFailures()
+	}
+	rounds := together(ctx, ts, setup.Conns, o.Duration, setup.Auths, o.Rate)
+	if err := ctx.Err(); err != nil {
+		return driverReply{}, err
+	}
+	var rep driverReply
+	for i, t := range ts {
+		r := driverReply{Round: rounds[i]}
+		t.failures(&r)
+		rep.Together = append(rep.Together, r)
+	}
+	return rep, nil
+}
+
+// resetFailures forgets the failures counted on t so far.
+func (t *target) resetFailures() {
+	t.errs.Store(0)
+	t.firstErr.Store(nil)
+}
+
+// failures puts the failures counted on t into rep.
+func (t *target) failures(rep *driverReply) {
 	rep.Failed = t.errs.Load()
 	if e := t.firstErr.Load(); e != nil {
 		rep.FirstError = *e
 	}
-	return rep, nil
 }
 
 // remote drives target t by the driver process: it carries out o there
@@ -273,11 +326,38 @@ func (t *target) remote(ctx context.Context, d *driver, o order) (Round, error) 
 	if err != nil {
 		return Round{}, err
 	}
+	t.countFailures(rep)
+	return rep.Round, nil
+}
+
+// remoteTogether drives ts at once by the driver process (opTogether)
+// and counts the failures it reports on each.
+func remoteTogether(ctx context.Context, d *driver, ts []*target, o order) ([]Round, error) {
+	o.Op = opTogether
+	for _, t := range ts {
+		o.Targets = append(o.Targets, t.name)
+	}
+	rep, err := d.do(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if len(rep.Together) != len(ts) {
+		return nil, fmt.Errorf("loadgen: driver process %s: %d answers to an order for %d targets", d.name, len(rep.Together), len(ts))
+	}
+	rounds := make([]Round, len(ts))
+	for i, t := range ts {
+		t.countFailures(rep.Together[i])
+		rounds[i] = rep.Together[i].Round
+	}
+	return rounds, nil
+}
+
+// countFailures adds the failures a driver reported to t's.
+func (t *target) countFailures(rep driverReply) {
 	t.errs.Add(rep.Failed)
 	if rep.FirstError != "" {
 		t.firstErr.CompareAndSwap(nil, &rep.FirstError)
 	}
-	return rep.Round, nil
 }
 
 // driverDests lists the targets of ts that a driver process drives: all

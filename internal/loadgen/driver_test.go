@@ -95,6 +95,36 @@ func TestDrive(t *testing.T) {
 	}
 }
 
+// TestDriveTogether drives two servers at once: one reply holding an
+// answer per target, in the order asked, each with its own requests and
+// failures, on one schedule.
+func TestDriveTogether(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ok.Close()
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer refuse.Close()
+	setup := driverSetup{Conns: 2, Auths: []string{"Bearer a"},
+		Targets: []driverDest{{Name: "ok", URL: ok.URL + "/x"}, {Name: "refuse", URL: refuse.URL + "/x"}}}
+	in := lines(t, setup, order{Op: opTogether, Targets: []string{"refuse", "ok"}, Duration: 100 * time.Millisecond, Rate: 100})
+	var out bytes.Buffer
+	if err := Drive(context.Background(), strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	reps := replies(t, out.String())
+	if len(reps) != 1 || len(reps[0].Together) != 2 {
+		t.Fatalf("replies %+v, want one with two answers", reps)
+	}
+	refused, served := reps[0].Together[0], reps[0].Together[1]
+	if refused.Round.Requests != 10 || refused.Failed != 10 || !strings.Contains(refused.FirstError, "refuse: 403") {
+		t.Errorf("refusing target: %+v, want 10 requests, all failed", refused)
+	}
+	if served.Round.Requests != 10 || served.Failed != 0 || served.FirstError != "" {
+		t.Errorf("serving target: %+v, want 10 requests, none failed", served)
+	}
+}
+
 // TestDriveRefuses checks that a bad line is answered with a reply saying
 // so, and ends Drive with an error.
 func TestDriveRefuses(t *testing.T) {
@@ -112,6 +142,12 @@ func TestDriveRefuses(t *testing.T) {
 		{"no duration", lines(t, setup, order{Op: opRound, Target: "a"}), "bad order"},
 		{"paced without rate", lines(t, setup, order{Op: opPaced, Target: "a", Duration: time.Second}), "bad order"},
 		{"too many tokens", lines(t, setup, order{Op: opEach, Target: "a", Auths: 2}), "bad order"},
+		{"together, no targets", lines(t, setup, order{Op: opTogether, Duration: time.Second, Rate: 1}), "bad order"},
+		{"together, unknown target", lines(t, setup, order{Op: opTogether, Targets: []string{"a", "b"}, Duration: time.Second, Rate: 1}), `no target "b"`},
+		{"together, a target twice", lines(t, setup, order{Op: opTogether, Targets: []string{"a", "a"}, Duration: time.Second, Rate: 1}), `target "a" twice`},
+		{"together, with a target", lines(t, setup, order{Op: opTogether, Target: "a", Targets: []string{"a"}, Duration: time.Second, Rate: 1}), "bad order"},
+		{"together, no rate", lines(t, setup, order{Op: opTogether, Targets: []string{"a"}, Duration: time.Second}), "bad order"},
+		{"targets of a round", lines(t, setup, order{Op: opRound, Target: "a", Targets: []string{"a"}, Duration: time.Second}), "targets are for together only"},
 		{"bad order line", lines(t, setup) + "{\n", "bad order"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,13 +208,18 @@ func TestDriverDies(t *testing.T) {
 func TestRunDriverProcess(t *testing.T) {
 	t.Setenv(driveEnv, "1")
 	cfg := Config{Conns: 2, Duration: 200 * time.Millisecond, Rounds: 1, Tokens: 10, Dir: t.TempDir(),
-		DriverProcess: true, Paced: true, Rate: 100}
+		DriverProcess: true, Paced: true, Rate: 100, Together: true}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.DriverProcess || rep.Errors() != 0 || len(rep.Targets) != 4 || rep.Paced == nil {
+	if !rep.DriverProcess || rep.Errors() != 0 || len(rep.Targets) != 4 || rep.Paced == nil || rep.Together == nil {
 		t.Fatalf("report %+v", rep)
+	}
+	for _, tg := range rep.Together.Targets {
+		if tg.Requests != 5 || tg.Errors != 0 { // 100/s shared by 4 targets for 0.2 s
+			t.Errorf("%s: %d requests and %d errors together, want 5 and 0", tg.Name, tg.Requests, tg.Errors)
+		}
 	}
 	for _, tg := range append(rep.Targets, rep.Paced.Targets...) {
 		if tg.Requests == 0 || tg.P50 <= 0 {
@@ -227,6 +268,7 @@ func FuzzDrive(f *testing.F) {
 	setup := driverSetup{Conns: 2, Auths: []string{"Bearer x", "Bearer y"}, Targets: []driverDest{{Name: "a", URL: "http://127.0.0.1:1/"}}}
 	f.Add([]byte(lines(f, setup, order{Op: opRound, Target: "a", Duration: time.Second})))
 	f.Add([]byte(lines(f, setup, order{Op: opPaced, Target: "a", Duration: time.Second, Rate: 10})))
+	f.Add([]byte(lines(f, setup, order{Op: opTogether, Targets: []string{"a"}, Duration: time.Second, Rate: 10})))
 	f.Add([]byte(lines(f, setup, order{Op: opEach, Target: "a", Auths: 2, AtLeast: 5})))
 	f.Add([]byte("hello\n"))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -127,6 +127,18 @@ type Config struct {
 	Paced      bool
 	Rate       float64
 	PacedShare float64
+	// Together, with Paced, follows the paced rounds with Rounds rounds
+	// that drive every paced target at once, on one schedule (the k-th
+	// request of connection i due at the same instant on each), each at
+	// the paced rate divided by their number: the machine carries the
+	// same requests per second as in a paced round, but whatever slows it
+	// meanwhile falls on every target alike. A target's added p99 is then
+	// the median over the rounds of its p99 minus the bare proxy's in the
+	// same round: the latency the gateway itself adds to a request, free
+	// of the noise of a shared machine that differs from one round to the
+	// next. It leaves out what a target's extra processor time costs the
+	// others' queueing: the closed-loop throughput shows that.
+	Together bool
 }
 
 func (c *Config) defaults() error {
@@ -175,6 +187,10 @@ type Report struct {
 	Memory  Memory   `json:"memory"`
 	// Paced is the fixed-rate phase, with Config.Paced.
 	Paced *Paced `json:"paced,omitempty"`
+	// Together is the phase of every paced target driven at once, with
+	// Config.Together: Rate is each target's; AddedP99 is the median of
+	// the rounds' paired differences with the bare proxy.
+	Together *Paced `json:"together,omitempty"`
 }
 
 // Paced is what the fixed-rate rounds found: Targets has Name, RPS, P50,
@@ -318,9 +334,70 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if rep.Paced, err = r.paced(ctx, cfg, rep.Targets); err != nil {
 			return nil, err
 		}
+		if cfg.Together {
+			if rep.Together, err = r.togetherPhase(ctx, cfg, rep.Paced.Rate); err != nil {
+				return nil, err
+			}
+		}
 	}
 	rep.Memory.PeakEnd = readStatus().hwm
 	return rep, nil
+}
+
+// pacedTargets are the targets the paced rounds drive: all but
+// GatewayDPoP.
+func (r *rig) pacedTargets() []*target {
+	var targets []*target
+	for _, t := range r.targets {
+		if t.prove == nil {
+			targets = append(targets, t)
+		}
+	}
+	return targets
+}
+
+// togetherPhase runs the rounds of Config.Together, the paced targets sharing
+// rate between them.
+func (r *rig) togetherPhase(ctx context.Context, cfg Config, rate float64) (*Paced, error) {
+	targets := r.pacedTargets()
+	each := rate / float64(len(targets))
+	results := make([][]Round, len(targets))
+	for i := range cfg.Rounds {
+		rounds, err := r.togetherRound(ctx, targets, each)
+		if err != nil {
+			return nil, err
+		}
+		line := fmt.Sprintf("together round %d/%d at %.0f/s each:", i+1, cfg.Rounds, each)
+		for j, t := range targets {
+			results[j] = append(results[j], rounds[j])
+			line += fmt.Sprintf(" %s p99 %v;", t.name, rounds[j].P99.Round(time.Microsecond))
+		}
+		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
+	}
+	p := &Paced{Rate: each}
+	for j, t := range targets {
+		s := summarize(t, results[j])
+		s.Errors, s.FirstError = 0, "" // counted in the closed-loop report
+		for _, r := range results[j] {
+			s.Errors += r.Errors
+		}
+		p.Targets = append(p.Targets, s)
+	}
+	compare(p.Targets)
+	// Paired: the median of the rounds' differences, not the difference
+	// of the medians.
+	bare := slices.IndexFunc(p.Targets, func(t Target) bool { return t.Name == Bare })
+	for j := range p.Targets {
+		if bare < 0 {
+			break
+		}
+		var added []time.Duration
+		for k, rd := range p.Targets[j].Rounds {
+			added = append(added, rd.P99-p.Targets[bare].Rounds[k].P99)
+		}
+		p.Targets[j].AddedP99 = median(added)
+	}
+	return p, nil
 }
 
 // paced runs the fixed-rate rounds (Config.Paced).
@@ -340,12 +417,7 @@ func (r *rig) paced(ctx context.Context, cfg Config, closed []Target) (*Paced, e
 	if rate <= 0 {
 		return nil, errors.New("loadgen: paced: no rate")
 	}
-	var targets []*target
-	for _, t := range r.targets {
-		if t.prove == nil {
-			targets = append(targets, t)
-		}
-	}
+	targets := r.pacedTargets()
 	results := make([][]Round, len(targets))
 	for i := range cfg.Rounds {
 		line := fmt.Sprintf("paced round %d/%d at %.0f/s:", i+1, cfg.Rounds, rate)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -223,6 +224,37 @@ func TestPaced(t *testing.T) {
 	}
 	if p.Targets[1].Name != Bare || p.Targets[1].AddedP99 != 0 {
 		t.Errorf("bare against itself: %+v", p.Targets[1])
+	}
+}
+
+// TestTogether runs the phase that drives every paced target at once:
+// each gets its share of the rate, and the added p99 is the median of
+// the rounds' differences with the bare proxy, round by round.
+func TestTogether(t *testing.T) {
+	cfg := Config{Conns: 4, Duration: 300 * time.Millisecond, Rounds: 3, Tokens: 20, Dir: t.TempDir(), Paced: true, Rate: 400, Together: true}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Together
+	if p == nil || p.Rate != 100 || len(p.Targets) != 4 {
+		t.Fatalf("together report %+v", p)
+	}
+	bare := p.Targets[1]
+	for _, tg := range p.Targets {
+		// 100/s for 0.3 s, 3 rounds: 30 requests each.
+		if tg.Errors != 0 || tg.Requests != 90 || len(tg.Rounds) != 3 {
+			t.Errorf("%s: %d requests in %d rounds (want 90 in 3), %d errors", tg.Name, tg.Requests, len(tg.Rounds), tg.Errors)
+			continue
+		}
+		var added []time.Duration
+		for k, r := range tg.Rounds {
+			added = append(added, r.P99-bare.Rounds[k].P99)
+		}
+		slices.Sort(added)
+		if tg.AddedP99 != added[1] {
+			t.Errorf("%s: added p99 %v, want the median of %v", tg.Name, tg.AddedP99, added)
+		}
 	}
 }
 

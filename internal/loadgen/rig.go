@@ -151,6 +151,15 @@ func (r *rig) pacedRound(ctx context.Context, t *target, rate float64) (Round, e
 	return t.pacedRound(ctx, r.cfg.Conns, r.cfg.Duration, r.authsOf(t), rate), ctx.Err()
 }
 
+// togetherRound drives ts at once for one round, each at rate (together),
+// from the driver process if it drives them all, else from this one.
+func (r *rig) togetherRound(ctx context.Context, ts []*target, rate float64) ([]Round, error) {
+	if !slices.ContainsFunc(ts, func(t *target) bool { return !r.drives(t) }) {
+		return remoteTogether(ctx, r.drv, ts, order{Duration: r.cfg.Duration, Rate: rate})
+	}
+	return together(ctx, ts, r.cfg.Conns, r.cfg.Duration, r.authsOf(ts[0]), rate), ctx.Err()
+}
+
 // each makes one request with each of the first n Authorization values
 // of t, and at least atLeast in all (target.each), from the driver
 // process if it drives t.
