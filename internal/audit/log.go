@@ -90,6 +90,21 @@ type Config struct {
 	// is cheap, so a batch is whatever waits while the previous one is
 	// written.
 	IntegrateDelay time.Duration
+	// Observe, if not nil, is told of the Log's work as it happens, for
+	// metrics (see Observer).
+	Observe Observer
+}
+
+// Observer is told of a Log's work, for metrics. Its methods run on the
+// goroutine doing the work, the audited operation's own for Appended:
+// they must return at once.
+type Observer interface {
+	// Appended: an Append waited took for its records to be committed
+	// (on a Queue, queued), and failed if err is not nil.
+	Appended(took time.Duration, err error)
+	// Integrated: on a Queue, the sequencer added n records to the tree
+	// in one transaction that took took.
+	Integrated(n int, took time.Duration)
 }
 
 // DefaultLinger is Config.Linger's default: well under the gateway's
@@ -102,6 +117,7 @@ const DefaultLinger = 500 * time.Microsecond
 // by one goroutine, which Close stops; on a Queue, by the Append calls
 // themselves (see combiner).
 type Log struct {
+	obs      Observer // nil: none
 	st       Storage
 	maxBatch int
 	linger   time.Duration
@@ -144,6 +160,7 @@ func New(st Storage, cfg Config) *Log {
 		cfg.Linger = DefaultLinger
 	}
 	l := &Log{
+		obs:      cfg.Observe,
 		st:       st,
 		maxBatch: cfg.MaxBatch,
 		linger:   cfg.Linger,
@@ -245,6 +262,10 @@ func (l *Log) Append(ctx context.Context, recs ...Record) (first int64, err erro
 		leaves[i] = r.Encode()
 	}
 	req := &request{leaves: leaves, res: make(chan result, 1)}
+	if l.obs != nil {
+		start := time.Now()
+		defer func() { l.obs.Appended(time.Since(start), err) }()
+	}
 	if l.q != nil {
 		return l.appendQueued(ctx, req)
 	}

@@ -333,3 +333,79 @@ func TestLinger(t *testing.T) {
 	audittest.AppendConcurrently(t, l, 32, 20)
 	audittest.CheckAll(t, l, 32*20)
 }
+
+// observer records what a Log tells its Observer.
+type observer struct {
+	mu         sync.Mutex
+	appends    int
+	failed     int
+	integrated int
+	batches    int
+}
+
+func (o *observer) Appended(took time.Duration, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.appends++
+	if err != nil {
+		o.failed++
+	}
+}
+
+func (o *observer) Integrated(n int, took time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.integrated += n
+	o.batches++
+}
+
+// TestObserve checks what a Log tells its Observer, on a Storage and on a
+// Queue: every Append once, failed or not, and on a Queue every record
+// the sequencer adds to the tree.
+func TestObserve(t *testing.T) {
+	for _, queued := range []bool{false, true} {
+		t.Run(map[bool]string{false: "storage", true: "queue"}[queued], func(t *testing.T) {
+			ctx := t.Context()
+			st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "latchkey.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var storage audit.Storage = st.Audit(sqlite.SyncNormal)
+			if queued {
+				q, err := st.QueuedAudit(ctx, sqlite.SyncNormal)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer q.Close()
+				storage = q
+			}
+			var o observer
+			l := audit.New(storage, audit.Config{Observe: &o})
+			for i := range 5 {
+				if _, err := l.Append(ctx, audittest.Rec(2*i), audittest.Rec(2*i+1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			if _, err := l.Append(ctx, audittest.Rec(10)); !errors.Is(err, audit.ErrClosed) {
+				t.Fatalf("Append after Close: %v", err)
+			}
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			if o.appends != 6 || o.failed != 1 {
+				t.Errorf("observed %d appends, %d failed; want 6, 1", o.appends, o.failed)
+			}
+			want := 0
+			if queued {
+				want = 10
+			}
+			if o.integrated != want || (want > 0) != (o.batches > 0) {
+				t.Errorf("observed %d records integrated in %d batches, want %d", o.integrated, o.batches, want)
+			}
+		})
+	}
+}

@@ -109,10 +109,14 @@ func (l *Log) sequence(q Queue, c *committer) {
 func (l *Log) integrateAll(q Queue, c *committer) {
 	var err error
 	for {
+		start := time.Now()
 		var n int
 		n, err = c.integrate(q, l.maxBatch)
 		if err != nil || n == 0 {
 			break
+		}
+		if l.obs != nil {
+			l.obs.Integrated(n, time.Since(start))
 		}
 		l.pending.Add(int64(-n))
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,12 +120,25 @@ func TestServeObservability(t *testing.T) {
 		`latchkey_gateway_request_duration_seconds_count{service="billing",decision="allow"} 2`,
 		`latchkey_audit_healthy 1`,
 		`latchkey_audit_queue_depth 0`,
+		`latchkey_audit_append_duration_seconds_count{outcome="ok"} `,
+		`latchkey_audit_append_duration_seconds_count{outcome="error"} 0`,
+		`latchkey_audit_pending_records `,
+		`latchkey_audit_integrated_records_total `,
+		`latchkey_audit_integrate_duration_seconds_count `,
 		`latchkey_token_cache_entries 2`, // the contractor token and the admin token
 		"latchkey_token_cache_hits_total ",
 	} {
 		if !strings.Contains(body, want+"\n") && !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// Each of the five gateway requests waited for its audit record (and
+	// so did the admin actions of the setup).
+	m := regexp.MustCompile(`latchkey_audit_append_duration_seconds_count\{outcome="ok"\} (\d+)`).FindStringSubmatch(body)
+	if m == nil {
+		t.Error("/metrics lacks the count of audit appends")
+	} else if n, _ := strconv.Atoi(m[1]); n < 5 {
+		t.Errorf("/metrics: %d audit appends observed, want at least 5", n)
 	}
 	if strings.Contains(body, "made-up-service") {
 		t.Error("/metrics has a series for a service name a client made up")

@@ -302,13 +302,14 @@ func checkDir(dataDir string) error {
 
 // instance is an opened data directory.
 type instance struct {
-	a       *access.Authority
-	st      store.Store
-	storage AuditStorage
-	indexer *indexer.Process // the audit search indexer, or nil
-	audit   *audit.Log
-	hooks   *notify.Notifier   // queues webhook deliveries of the Authority's events
-	deliver *notify.Dispatcher // sends them (run by serve)
+	a        *access.Authority
+	st       store.Store
+	storage  AuditStorage
+	indexer  *indexer.Process // the audit search indexer, or nil
+	audit    *audit.Log
+	auditObs *auditMetrics      // the audit log's metrics, registered by serve
+	hooks    *notify.Notifier   // queues webhook deliveries of the Authority's events
+	deliver  *notify.Dispatcher // sends them (run by serve)
 }
 
 // close closes the audit log (after its batch in progress, and once what
@@ -363,7 +364,8 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	// Audit appends are queued (journalled), and added to the tree
 	// behind: the audited operations wait for one write, not for the
 	// tree's commit.
-	in.audit = audit.New(in.storage, audit.Config{IntegrateDelay: cfg.AuditDelay})
+	in.auditObs = new(auditMetrics)
+	in.audit = audit.New(in.storage, audit.Config{IntegrateDelay: cfg.AuditDelay, Observe: in.auditObs})
 	if in.hooks, in.deliver, err = newWebhooks(cfg, st, box); err != nil {
 		in.close()
 		return nil, err
@@ -673,6 +675,9 @@ func newGateway(cfg Config, in *instance, rec *usage.Recorder, reg *metrics.Regi
 		func() float64 { return float64(in.a.CachedTokens()) })
 	reg.NewGaugeFunc("latchkey_audit_queue_depth", "Audit appends waiting for the next group commit.",
 		func() float64 { return float64(in.audit.Queued()) })
+	in.auditObs.register(reg)
+	reg.NewGaugeFunc("latchkey_audit_pending_records", "Audit records acknowledged (journalled) but not yet added to the Merkle tree.",
+		func() float64 { return float64(in.audit.Pending()) })
 	reg.NewGaugeFunc("latchkey_audit_healthy", "1 while audit appends succeed, 0 once one fails (requests are then refused).",
 		func() float64 {
 			if in.audit.Healthy() != nil {
