@@ -200,22 +200,12 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 		}
 	}
 	if p := rep.Paced; p != nil {
-		fmt.Fprintf(w, "\nat a fixed %.0f requests/s (latency from each request's scheduled time):\n", p.Rate)
-		t := newTable(w, "TARGET", "REQ/S", "P50", "P99", "ERRORS", "ADDED P99")
-		for _, tg := range p.Targets {
-			t.row(tg.Name, fmt.Sprintf("%.0f", tg.RPS), ms(tg.P50), ms(tg.P99), fmt.Sprint(tg.Errors), ms(tg.AddedP99))
-		}
-		if err := t.flush(); err != nil {
+		if err := pacedTable(w, fmt.Sprintf("at a fixed %.0f requests/s (latency from each request's scheduled time)", p.Rate), p); err != nil {
 			return err
 		}
 	}
 	if p := rep.Together; p != nil {
-		fmt.Fprintf(w, "\nall at once, %.0f requests/s each (ADDED P99: median of the rounds' p99 minus the bare proxy's in the same round):\n", p.Rate)
-		t := newTable(w, "TARGET", "REQ/S", "P50", "P99", "ERRORS", "ADDED P99")
-		for _, tg := range p.Targets {
-			t.row(tg.Name, fmt.Sprintf("%.0f", tg.RPS), ms(tg.P50), ms(tg.P99), fmt.Sprint(tg.Errors), ms(tg.AddedP99))
-		}
-		if err := t.flush(); err != nil {
+		if err := pacedTable(w, fmt.Sprintf("all at once, %.0f requests/s each (ADDED P99: median of the rounds' p99 minus the bare proxy's in the same round)", p.Rate), p); err != nil {
 			return err
 		}
 	}
@@ -225,6 +215,16 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 		m.CachedTokens, mib(m.RSS), mib(m.HeapLive), mib(m.HWM), mib(m.PeakEnd),
 		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, onOff(rep.AccessLog), rep.GOMAXPROCS, drivenBy(rep))
 	return err
+}
+
+// pacedTable prints the table of fixed-rate rounds under a heading.
+func pacedTable(w io.Writer, heading string, p *loadgen.Paced) error {
+	fmt.Fprintf(w, "\n%s:\n", heading)
+	t := newTable(w, "TARGET", "REQ/S", "P50", "P99", "ERRORS", "ADDED P99")
+	for _, tg := range p.Targets {
+		t.row(tg.Name, fmt.Sprintf("%.0f", tg.RPS), ms(tg.P50), ms(tg.P99), fmt.Sprint(tg.Errors), ms(tg.AddedP99))
+	}
+	return t.flush()
 }
 
 // dpopLines prints gateway-dpop's comparison with the audited bearer

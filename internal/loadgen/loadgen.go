@@ -374,16 +374,7 @@ func (r *rig) togetherPhase(ctx context.Context, cfg Config, rate float64) (*Pac
 		}
 		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
 	}
-	p := &Paced{Rate: each}
-	for j, t := range targets {
-		s := summarize(t, results[j])
-		s.Errors, s.FirstError = 0, "" // counted in the closed-loop report
-		for _, r := range results[j] {
-			s.Errors += r.Errors
-		}
-		p.Targets = append(p.Targets, s)
-	}
-	compare(p.Targets)
+	p := pacedReport(each, targets, results)
 	// Paired: the median of the rounds' differences, not the difference
 	// of the medians.
 	bare := slices.IndexFunc(p.Targets, func(t Target) bool { return t.Name == Bare })
@@ -433,17 +424,26 @@ func (r *rig) paced(ctx context.Context, cfg Config, closed []Target) (*Paced, e
 		}
 		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
 	}
+	p := pacedReport(rate, targets, results)
+	return p, nil
+}
+
+// pacedReport summarizes the fixed-rate rounds of targets (results[j]
+// are those of targets[j]) and compares them with the bare proxy's. The
+// failures counted are those of these rounds only (the closed-loop
+// report counts them all).
+func pacedReport(rate float64, targets []*target, results [][]Round) *Paced {
 	p := &Paced{Rate: rate}
 	for j, t := range targets {
 		s := summarize(t, results[j])
-		s.Errors, s.FirstError = 0, "" // counted in the closed-loop report
+		s.Errors, s.FirstError = 0, ""
 		for _, r := range results[j] {
 			s.Errors += r.Errors
 		}
 		p.Targets = append(p.Targets, s)
 	}
 	compare(p.Targets)
-	return p, nil
+	return p
 }
 
 // summarize takes the medians of a target's rounds.
