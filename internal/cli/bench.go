@@ -93,9 +93,10 @@ their number, so that the machine carries as many requests per second as
 in a paced round. Whatever slows the machine then falls on every target
 alike. A third table shows them; its ADDED P99 is the median over the
 rounds of a target's p99 minus the bare proxy's in the same round: the
-latency the gateway itself adds to a request. It leaves out what the
-gateway's extra processor time costs the queueing of everything else on
-the machine; the closed-loop throughput shows that cost.
+latency the gateway adds to a request on its own path. It leaves out what
+the gateway's extra processor time, its audit log's background work
+included, costs the queueing of everything on the machine: the paced
+rounds of one target at a time and the closed-loop throughput show that.
 
 Below it, the process's memory once the audited gateway has cached every
 token: to show the steady state rather than the garbage of creating the

@@ -134,10 +134,12 @@ type Config struct {
 	// same requests per second as in a paced round, but whatever slows it
 	// meanwhile falls on every target alike. A target's added p99 is then
 	// the median over the rounds of its p99 minus the bare proxy's in the
-	// same round: the latency the gateway itself adds to a request, free
-	// of the noise of a shared machine that differs from one round to the
-	// next. It leaves out what a target's extra processor time costs the
-	// others' queueing: the closed-loop throughput shows that.
+	// same round: the latency the gateway adds to a request on its own
+	// path, free of the noise of a shared machine that differs from one
+	// round to the next. It leaves out what a target's extra processor
+	// time, its audit log's background work included, costs the queueing
+	// of everything on the machine: the paced rounds of one target at a
+	// time and the closed-loop throughput show that.
 	Together bool
 }
 
