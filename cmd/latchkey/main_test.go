@@ -2,12 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"database/sql"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -27,6 +27,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	_ "modernc.org/sqlite"
+
+	"latchkey/internal/store/sqlite/sqlitetest"
 )
 
 // TestMain makes the test binary double as the latchkey command, so that
@@ -312,12 +314,14 @@ func cmdGencert(ts *testscript.TestScript, neg bool, args []string) {
 // cmdSqlexec: sqlexec DBFILE SQL...
 //
 // runs each SQL statement, in order, on the SQLite database DBFILE, as an
-// attacker with write access to the file would: no latchkey code involved.
+// attacker with write access to the file would, with views of the audit
+// log as one row per record (audit_records: idx, leaf) and per stored
+// hash (audit_hashes: idx, hash): see sqlitetest.OpenRaw.
 func cmdSqlexec(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: sqlexec DBFILE SQL...")
 	}
-	db, err := sql.Open("sqlite", ts.MkAbs(args[0]))
+	db, err := sqlitetest.OpenRaw(context.Background(), ts.MkAbs(args[0]))
 	ts.Check(err)
 	defer db.Close()
 	for _, q := range args[1:] {

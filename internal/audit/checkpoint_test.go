@@ -114,7 +114,7 @@ func TestParseCheckpoint(t *testing.T) {
 func TestCheckExtends(t *testing.T) {
 	ctx := t.Context()
 	s, v, _ := newKey(t, "latchkey.example/audit")
-	l, db := filled(t, 50)
+	l, path := filled(t, 50)
 	b, err := l.Checkpoint(ctx, s)
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +149,7 @@ func TestCheckExtends(t *testing.T) {
 
 	// Rewrite history: change record 10 and recompute every stored hash,
 	// so that Verify passes; only the checkpoint catches it.
+	db := rawDB(t, path)
 	execSQL(t, db, `UPDATE audit_records SET leaf = ? WHERE idx = 10`, audittest.Rec(999).Encode())
 	size, _ := l.Size(ctx)
 	h := audittest.NewHasher()

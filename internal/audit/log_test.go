@@ -15,6 +15,7 @@ import (
 	"latchkey/internal/audit"
 	"latchkey/internal/audit/audittest"
 	"latchkey/internal/store/sqlite"
+	"latchkey/internal/store/sqlite/sqlitetest"
 )
 
 // newStorage returns the audit storage of a new SQLite database file, and
@@ -31,10 +32,11 @@ func newStorage(t testing.TB) (*sqlite.AuditStorage, string) {
 }
 
 // rawDB opens the database file at path the way an attacker with file
-// access would: a separate connection, under the Store.
+// access would: a separate connection, under the Store, with views of
+// one row per record and per stored hash (sqlitetest.OpenRaw).
 func rawDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	db, err := sqlitetest.OpenRaw(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +60,8 @@ func insertLeaf(t testing.TB, db *sql.DB, i int64, leaf []byte) {
 }
 
 // filled returns a Log on a new SQLite database holding Rec(0) ..
-// Rec(n-1), and a raw connection to the database file to tamper with it.
-func filled(t *testing.T, n int) (*audit.Log, *sql.DB) {
+// Rec(n-1), and the database file's path, to tamper with it (rawDB).
+func filled(t *testing.T, n int) (*audit.Log, string) {
 	t.Helper()
 	st, path := newStorage(t)
 	l := audit.New(st, audit.Config{})
@@ -71,7 +73,7 @@ func filled(t *testing.T, n int) (*audit.Log, *sql.DB) {
 	if _, err := l.Append(t.Context(), recs...); err != nil {
 		t.Fatal(err)
 	}
-	return l, rawDB(t, path)
+	return l, path
 }
 
 // TestVerifyTamper changes the stored log under the Log, with raw SQL on
@@ -122,8 +124,8 @@ func TestVerifyTamper(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, db := filled(t, n)
-			tt.tamper(t, db)
+			l, path := filled(t, n)
+			tt.tamper(t, rawDB(t, path))
 			_, _, err := l.Verify(t.Context(), nil)
 			var ve *audit.VerifyError
 			if !errors.As(err, &ve) || ve.Index != tt.want {
@@ -138,7 +140,8 @@ func TestVerifyTamper(t *testing.T) {
 func TestVerifyChunks(t *testing.T) {
 	const chunk, n = 1000, 2500 // more than two chunks, the last one short
 	audit.SetVerifyChunk(t, chunk)
-	l, db := filled(t, n)
+	l, path := filled(t, n)
+	db := rawDB(t, path)
 	var calls []int64
 	size, root, err := l.Verify(t.Context(), func(done, total int64) {
 		if total != n {

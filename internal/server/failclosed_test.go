@@ -54,12 +54,12 @@ func list(t *testing.T, c *adminapi.Client) listing {
 	return l
 }
 
-// auditRows returns the number of rows in the audit tables, read with a
-// connection of its own.
+// auditRows returns the number of records and of stored hashes in the
+// audit tables, read with a connection of its own.
 func auditRows(t *testing.T, db *sql.DB) (records, hashes int64) {
 	t.Helper()
 	err := db.QueryRowContext(t.Context(),
-		`SELECT (SELECT count(*) FROM audit_records), (SELECT count(*) FROM audit_hashes)`).Scan(&records, &hashes)
+		`SELECT (SELECT coalesce(sum(n), 0) FROM audit_leaf_runs), (SELECT coalesce(sum(length(hashes) / 32), 0) FROM audit_hash_runs)`).Scan(&records, &hashes)
 	if err != nil {
 		t.Fatalf("count audit rows: %v", err)
 	}
@@ -67,7 +67,7 @@ func auditRows(t *testing.T, db *sql.DB) (records, hashes int64) {
 }
 
 // TestAuditFailClosed makes the audit store refuse writes while serve runs
-// (a trigger on audit_records, leaving every other table writable) and
+// (a trigger on audit_leaf_runs, leaving every other table writable) and
 // checks that every admin request, write or read, authenticated or not, is
 // refused with 503 audit_unavailable, that nothing changed meanwhile, and
 // that once the audit store is back, everything works again and the log
@@ -155,7 +155,7 @@ func TestAuditFailClosed(t *testing.T) {
 	db, err := sql.Open("sqlite", dsn)
 	must("open the store", err)
 	defer db.Close()
-	_, err = db.ExecContext(bg, `CREATE TRIGGER audit_down BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END`)
+	_, err = db.ExecContext(bg, `CREATE TRIGGER audit_down BEFORE INSERT ON audit_leaf_runs BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END`)
 	must("create trigger", err)
 	// An operation's record is acknowledged once journalled, and added
 	// to the tree behind: the outage shows at the first such addition.

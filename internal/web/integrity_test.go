@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"database/sql"
 	"html"
 	"net/http"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"latchkey/internal/store/sqlite/sqlitetest"
 )
 
 // verified posts "Verify now" and returns the audit page once the
@@ -69,8 +70,7 @@ func TestAuditIntegrity(t *testing.T) {
 	}
 
 	// Change a stored record: the next verification fails, naming it.
-	dsn := (&url.URL{Scheme: "file", Path: filepath.Join(l.dir, "latchkey.db"), RawQuery: "_pragma=busy_timeout(10000)"}).String()
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlitetest.OpenRaw(t.Context(), filepath.Join(l.dir, "latchkey.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,8 +28,8 @@ const (
 	SyncFull
 )
 
-// AuditStorage is the audit.Storage of a Store: tables audit_records and
-// audit_hashes (migrations/0002_audit.sql). It shares the store's single
+// AuditStorage is the audit.Storage of a Store: tables audit_leaf_runs and
+// audit_hash_runs (migrations/0014_audit_runs.sql, auditruns.go). It shares the store's single
 // writer connection, so audit appends and other writes queue together.
 type AuditStorage struct {
 	s    *Store
@@ -49,7 +49,7 @@ func (s *Store) Audit(sync Sync) *AuditStorage {
 	return &AuditStorage{s: s, sync: sync, stmts: make(map[string]*sql.Stmt), next: -1}
 }
 
-// insertRows is the most rows one INSERT statement carries.
+// insertRows is the most rows one multi-row INSERT statement carries.
 const insertRows = 128
 
 // Append implements audit.Storage. It writes the leaves and hashes only;
@@ -64,10 +64,14 @@ func (a *AuditStorage) appendWith(ctx context.Context, first int64, leaves [][]b
 	if want := tlog.StoredHashCount(first+n) - tlog.StoredHashCount(first); int64(len(hashes)) != want {
 		return fmt.Errorf("sqlite: audit append: %d hashes for records %d..%d, want %d", len(hashes), first, first+n-1, want)
 	}
-	rows := leaves
+	for i, leaf := range leaves {
+		if len(leaf) > audit.MaxLeafSize {
+			return fmt.Errorf("sqlite: audit append: record %d is %d bytes, more than %d", first+int64(i), len(leaf), audit.MaxLeafSize)
+		}
+	}
 	// Prepare the statements before the transaction takes the store's
 	// only write connection: preparing needs that connection too.
-	if err := a.prepare(ctx, len(rows), len(hashes)); err != nil {
+	if err := a.prepare(ctx); err != nil {
 		return err
 	}
 	a.mu.Lock()
@@ -76,18 +80,18 @@ func (a *AuditStorage) appendWith(ctx context.Context, first int64, leaves [][]b
 	a.mu.Unlock()
 	err := a.write(ctx, func(tx *sql.Tx) error {
 		// After an append of ours that ended at first, the size check is
-		// left out (it cost as much as the inserts of a small batch): a
-		// writer elsewhere that appended since makes the inserts hit the
-		// primary key instead, which is the same ErrConflict.
+		// left out: a writer elsewhere that appended since began its
+		// first run at first too, so the insert hits the primary key
+		// instead, which is the same ErrConflict.
 		if !known {
 			if err := checkSizes(ctx, tx, first); err != nil {
 				return err
 			}
 		}
-		if err := a.insertRecords(ctx, tx, first, rows); err != nil {
+		if err := a.insertLeafRuns(ctx, tx, first, leaves); err != nil {
 			return err
 		}
-		if err := a.insertHashes(ctx, tx, tlog.StoredHashCount(first), hashes); err != nil {
+		if err := a.insertHashRuns(ctx, tx, tlog.StoredHashCount(first), hashes); err != nil {
 			return err
 		}
 		if also != nil {
@@ -139,9 +143,7 @@ func (a *AuditStorage) write(ctx context.Context, fn func(tx *sql.Tx) error) err
 // first records, and with audit.ErrCorrupt unless it holds their hashes.
 func checkSizes(ctx context.Context, tx *sql.Tx, first int64) error {
 	var size, hashes int64
-	err := tx.QueryRowContext(ctx, `SELECT
-		(SELECT coalesce(max(idx) + 1, 0) FROM audit_records),
-		(SELECT coalesce(max(idx) + 1, 0) FROM audit_hashes)`).Scan(&size, &hashes)
+	err := tx.QueryRowContext(ctx, `SELECT (`+leafCount+`), (`+hashCount+`)`).Scan(&size, &hashes)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit append: %w", err)
 	}
@@ -154,29 +156,26 @@ func checkSizes(ctx context.Context, tx *sql.Tx, first int64) error {
 	return nil
 }
 
-func (a *AuditStorage) insertRecords(ctx context.Context, tx *sql.Tx, first int64, rows [][]byte) error {
-	for len(rows) > 0 {
-		k := min(len(rows), insertRows)
-		args := make([]any, 0, 2*k)
-		for i, leaf := range rows[:k] {
-			args = append(args, first+int64(i), leaf)
-		}
-		if err := a.exec(ctx, tx, recordsInsert(k), args); err != nil {
+// insertLeafRuns stores leaves, the records from index first on, in
+// runs of at most leafRun.
+func (a *AuditStorage) insertLeafRuns(ctx context.Context, tx *sql.Tx, first int64, leaves [][]byte) error {
+	for len(leaves) > 0 {
+		k := min(len(leaves), leafRun)
+		lens, data := encodeLeafRun(leaves[:k])
+		if err := a.exec(ctx, tx, leafRunInsert, first, k, lens, data); err != nil {
 			return err
 		}
-		rows, first = rows[k:], first+int64(k)
+		leaves, first = leaves[k:], first+int64(k)
 	}
 	return nil
 }
 
-func (a *AuditStorage) insertHashes(ctx context.Context, tx *sql.Tx, first int64, hashes []tlog.Hash) error {
+// insertHashRuns stores hashes, the stored hashes from index first on,
+// in runs of at most hashRun.
+func (a *AuditStorage) insertHashRuns(ctx context.Context, tx *sql.Tx, first int64, hashes []tlog.Hash) error {
 	for len(hashes) > 0 {
-		k := min(len(hashes), insertRows)
-		args := make([]any, 0, 2*k)
-		for i := range hashes[:k] {
-			args = append(args, first+int64(i), hashes[i][:])
-		}
-		if err := a.exec(ctx, tx, hashesInsert(k), args); err != nil {
+		k := min(len(hashes), hashRun)
+		if err := a.exec(ctx, tx, hashRunInsert, first, encodeHashRun(hashes[:k])); err != nil {
 			return err
 		}
 		hashes, first = hashes[k:], first+int64(k)
@@ -184,34 +183,17 @@ func (a *AuditStorage) insertHashes(ctx context.Context, tx *sql.Tx, first int64
 	return nil
 }
 
-// Statement texts, by the number of rows one INSERT carries.
-func recordsInsert(k int) string {
-	return `INSERT INTO audit_records (idx, leaf) VALUES ` + placeholders(k, 2)
-}
+const (
+	leafRunInsert = `INSERT INTO audit_leaf_runs (first, n, lens, leaves) VALUES (?, ?, ?, ?)`
+	hashRunInsert = `INSERT INTO audit_hash_runs (first, hashes) VALUES (?, ?)`
+)
 
-func hashesInsert(k int) string {
-	return `INSERT INTO audit_hashes (idx, hash) VALUES ` + placeholders(k, 2)
-}
-
-// prepare makes sure the INSERTs for n records and h hashes are prepared
-// (parsed once, kept for every later batch of the same shape).
-func (a *AuditStorage) prepare(ctx context.Context, n, h int) error {
-	var qs []string
-	if n >= insertRows {
-		qs = append(qs, recordsInsert(insertRows))
-	}
-	if n%insertRows != 0 {
-		qs = append(qs, recordsInsert(n%insertRows))
-	}
-	if h >= insertRows {
-		qs = append(qs, hashesInsert(insertRows))
-	}
-	if h%insertRows != 0 {
-		qs = append(qs, hashesInsert(h%insertRows))
-	}
+// prepare makes sure the two INSERTs are prepared (parsed once, kept for
+// every later batch).
+func (a *AuditStorage) prepare(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, q := range qs {
+	for _, q := range []string{leafRunInsert, hashRunInsert} {
 		if a.stmts[q] != nil {
 			continue
 		}
@@ -225,7 +207,7 @@ func (a *AuditStorage) prepare(ctx context.Context, n, h int) error {
 }
 
 // exec runs q, prepared by prepare, in tx.
-func (a *AuditStorage) exec(ctx context.Context, tx *sql.Tx, q string, args []any) error {
+func (a *AuditStorage) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
 	a.mu.Lock()
 	st := a.stmts[q]
 	a.mu.Unlock()
@@ -244,8 +226,7 @@ func placeholders(rows, cols int) string {
 // Size implements audit.Storage.
 func (a *AuditStorage) Size(ctx context.Context) (int64, error) {
 	var n int64
-	err := a.s.r.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_records`).Scan(&n)
-	if err != nil {
+	if err := a.s.r.QueryRowContext(ctx, leafCount).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: audit size: %w", err)
 	}
 	return n, nil
@@ -253,67 +234,25 @@ func (a *AuditStorage) Size(ctx context.Context) (int64, error) {
 
 // ReadHashes implements audit.Storage (and so tlog.HashReader semantics).
 func (a *AuditStorage) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
-	got := make(map[int64]tlog.Hash, len(indexes))
+	out := make([]tlog.Hash, len(indexes))
 	err := a.s.read(ctx, func(tx *sql.Tx) error {
-		for rest := indexes; len(rest) > 0; {
-			k := min(len(rest), 500)
-			args := make([]any, k)
-			for i, x := range rest[:k] {
-				args[i] = x
+		var run hashRunRow // the run read last: proofs ask for neighbours
+		for i, x := range indexes {
+			if !run.holds(x) {
+				var err error
+				if run, err = hashRunAt(ctx, tx, x); err != nil {
+					return err
+				}
+				if !run.holds(x) {
+					return fmt.Errorf("sqlite: audit hash %d: %w", x, audit.ErrMissing)
+				}
 			}
-			q := `SELECT idx, hash FROM audit_hashes WHERE idx IN (` + strings.TrimSuffix(strings.Repeat("?,", k), ",") + `)`
-			hs, err := scanHashes(ctx, tx, q, args...)
-			if err != nil {
-				return err
-			}
-			for _, h := range hs {
-				got[h.Index] = h.Hash
-			}
-			rest = rest[k:]
+			out[i] = run.hash(x)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		h, ok := got[x]
-		if !ok {
-			return nil, fmt.Errorf("sqlite: audit hash %d: %w", x, audit.ErrMissing)
-		}
-		out[i] = h
-	}
-	return out, nil
-}
-
-// queryer is a *sql.DB or a *sql.Tx.
-type queryer interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-// scanHashes runs q, which selects (idx, hash) rows.
-func scanHashes(ctx context.Context, db queryer, q string, args ...any) ([]audit.StoredHash, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: audit hashes: %w", err)
-	}
-	defer rows.Close()
-	var out []audit.StoredHash
-	var b []byte
-	for rows.Next() {
-		var h audit.StoredHash
-		if err := rows.Scan(&h.Index, &b); err != nil {
-			return nil, fmt.Errorf("sqlite: audit hashes: %w", err)
-		}
-		if len(b) != tlog.HashSize {
-			return nil, fmt.Errorf("sqlite: audit hash %d is %d bytes: %w", h.Index, len(b), audit.ErrCorrupt)
-		}
-		copy(h.Hash[:], b)
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: audit hashes: %w", err)
 	}
 	return out, nil
 }
@@ -339,30 +278,12 @@ func (a *AuditStorage) ReadLeaves(ctx context.Context, first, n int64) ([][]byte
 
 // ScanLeaves implements audit.Storage.
 func (a *AuditStorage) ScanLeaves(ctx context.Context, first int64, limit int) ([]audit.Leaf, error) {
-	rows, err := a.s.scan.QueryContext(ctx,
-		`SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx LIMIT ?`, first, limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: audit records: %w", err)
-	}
-	defer rows.Close()
-	out := make([]audit.Leaf, 0, min(limit, 8192))
-	for rows.Next() {
-		var l audit.Leaf
-		if err := rows.Scan(&l.Index, &l.Data); err != nil {
-			return nil, fmt.Errorf("sqlite: audit records: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: audit records: %w", err)
-	}
-	return out, nil
+	return scanLeaves(ctx, a.s.scan, first, limit)
 }
 
 // ScanHashes implements audit.Storage.
 func (a *AuditStorage) ScanHashes(ctx context.Context, first int64, limit int) ([]audit.StoredHash, error) {
-	return scanHashes(ctx, a.s.scan,
-		`SELECT idx, hash FROM audit_hashes WHERE idx >= ? ORDER BY idx LIMIT ?`, first, limit)
+	return scanHashes(ctx, a.s.scan, first, limit)
 }
 
 // String returns "normal" or "full", the --audit-sync spelling.

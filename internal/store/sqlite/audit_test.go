@@ -16,6 +16,7 @@ import (
 	"latchkey/internal/audit"
 	"latchkey/internal/audit/audittest"
 	"latchkey/internal/store/sqlite"
+	"latchkey/internal/store/sqlite/sqlitetest"
 )
 
 func TestAuditStorage(t *testing.T) {
@@ -39,9 +40,10 @@ func openStore(t testing.TB, path string) *sqlite.Store {
 }
 
 // rawDB opens the database file the way an attacker with file access
-// would: a separate connection, under the Store.
+// would: a separate connection, under the Store, with views of one row
+// per record and per stored hash (sqlitetest.OpenRaw).
 func rawDB(t *testing.T, path string) *sql.DB {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	db, err := sqlitetest.OpenRaw(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

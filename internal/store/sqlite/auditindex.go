@@ -18,10 +18,11 @@ import (
 
 // The audit search index lives in its own database file beside the
 // store's, searchPath(path): appending a record writes only its leaf and
-// hashes to the store (audit_records, audit_hashes), and the indexer fills
-// audit_keys from the leaves behind the log, in large transactions on the
-// other file's own writer, so that indexing never holds the store's
-// writer, on which every gateway request waits. The index is derived data:
+// hashes to the store (audit_leaf_runs, audit_hash_runs), and the
+// indexer fills audit_keys from the leaves behind the log, in large
+// transactions on the other file's own writer, so that indexing never
+// holds the store's writer, on which every gateway request waits. The
+// index is derived data:
 // Search brings it up to date before it reads, audit verify checks it
 // against the leaves (CheckSearchColumns), and a missing file is rebuilt.
 const searchSchema = `
@@ -131,7 +132,7 @@ func (s *Store) lagging(ctx context.Context) bool {
 	if err := s.sr.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&indexed); err != nil {
 		return true
 	}
-	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_records`).Scan(&size); err != nil {
+	if err := s.r.QueryRowContext(ctx, leafCount).Scan(&size); err != nil {
 		return true
 	}
 	return size-indexed > s.maxLag
@@ -214,26 +215,28 @@ func (ix *searchIndex) step(ctx context.Context) (int, error) {
 }
 
 // leaves reads and decodes up to indexChunk records from index next on.
+// A record that does not decode, or whose run does not frame, is indexed
+// empty (see catchUp).
 func (ix *searchIndex) leaves(ctx context.Context, next int64) ([]indexRow, error) {
-	rows, err := ix.src.QueryContext(ctx, `SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx LIMIT ?`, next, indexChunk)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var batch []indexRow
-	for rows.Next() {
-		var idx int64
-		var leaf []byte
-		if err := rows.Scan(&idx, &leaf); err != nil {
-			return nil, err
+	err := scanLeafRuns(ctx, ix.src, next, func(run leafRunRow) bool {
+		for i := range run.n {
+			x := run.first + i
+			if x < next || len(batch) >= indexChunk {
+				continue // before next, or a run overlapping the last
+			}
+			next = x + 1
+			var r audit.Record
+			if run.leaves != nil {
+				if d, err := audit.Decode(run.leaves[i]); err == nil {
+					r = d
+				}
+			}
+			batch = append(batch, indexRow{x, r})
 		}
-		r, err := audit.Decode(leaf)
-		if err != nil {
-			r = audit.Record{} // indexed empty: see catchUp
-		}
-		batch = append(batch, indexRow{idx, r})
-	}
-	return batch, rows.Err()
+		return len(batch) < indexChunk
+	})
+	return batch, err
 }
 
 // indexRow is the search columns of one record.
@@ -303,7 +306,7 @@ func indexFile(ctx context.Context, path string, every time.Duration, progress f
 		if err := w.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&from); err != nil {
 			return fmt.Errorf("sqlite: audit index: %w", err)
 		}
-		if err := src.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_records`).Scan(&size); err != nil {
+		if err := src.QueryRowContext(ctx, leafCount).Scan(&size); err != nil {
 			return fmt.Errorf("sqlite: audit index: %w", err)
 		}
 		var p func(int64)

@@ -25,7 +25,8 @@ import (
 // QueuedAudit is an audit.Queue on a Store: an acknowledged record is one
 // write to an append-only journal file in the queue directory beside the
 // database (queueDir), and the Log's sequencer adds the journalled
-// records to audit_records and audit_hashes in large transactions behind.
+// records to audit_leaf_runs and audit_hash_runs in large transactions
+// behind.
 // Each such transaction also records, in audit_queue_files, how far the
 // journal file has been added, so that every journalled record reaches
 // the tree exactly once, however the process ends.

@@ -128,35 +128,7 @@ func queryInts(ctx context.Context, db *sql.DB, q string, args ...any) ([]int64,
 // leavesAt reads the leaves of the records at idxs, by index; records
 // that are not stored are absent from the map.
 func (a *AuditStorage) leavesAt(ctx context.Context, idxs []int64) (map[int64][]byte, error) {
-	out := make(map[int64][]byte, len(idxs))
-	for rest := idxs; len(rest) > 0; {
-		k := min(len(rest), 500)
-		args := make([]any, k)
-		for i, x := range rest[:k] {
-			args[i] = x
-		}
-		rows, err := a.s.r.QueryContext(ctx, `SELECT idx, leaf FROM audit_records WHERE idx IN (`+
-			strings.TrimSuffix(strings.Repeat("?,", k), ",")+`)`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var idx int64
-			var leaf []byte
-			if err := rows.Scan(&idx, &leaf); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[idx] = leaf
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, err
-		}
-		rest = rest[k:]
-	}
-	return out, nil
+	return leavesAt(ctx, a.s.r, idxs)
 }
 
 // CheckSearchColumns checks the search index of the first size records
