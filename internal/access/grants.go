@@ -59,8 +59,14 @@ func (a *Authority) newGrant(ctx context.Context, by Actor, contractor string, s
 	}
 	until = until.UTC().Truncate(time.Millisecond)
 	if m := eff.MaxGrant; m.Value > 0 && until.Sub(now) > m.Value {
+		// The length as asked: an end the client computed as "now + 31d"
+		// arrives a moment later, when it is 30d23h59m59s away.
+		asked := until.Sub(now).Round(time.Second)
+		if asked >= time.Hour {
+			asked = asked.Round(time.Minute)
+		}
 		return store.Grant{}, refuse(ReasonGrantTooLong, "grant of %s exceeds the maximum grant length %s set by the %s policy",
-			timespec.Format(until.Sub(now)), timespec.Format(m.Value), m.From)
+			timespec.Format(asked), timespec.Format(m.Value), m.From)
 	}
 	switch {
 	case !until.After(now):

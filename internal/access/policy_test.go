@@ -221,6 +221,12 @@ func TestGrantUnderPolicy(t *testing.T) {
 	if access.ReasonOf(err) != access.ReasonGrantTooLong || !strings.Contains(err.Error(), "30d set by the service billing policy") {
 		t.Errorf("grant over the max: %v", err)
 	}
+	// An end the client computed a moment before reads as the length
+	// asked, not 30d23h59m57s.
+	_, err = e.a.AddGrant(ctx, root, "alice", []string{"billing:write:/v1/**"}, now.Add(31*day-3*time.Second))
+	if access.ReasonOf(err) != access.ReasonGrantTooLong || !strings.Contains(err.Error(), "grant of 31d exceeds") {
+		t.Errorf("grant over the max, asked a moment before: %v", err)
+	}
 	if _, err := e.a.AddGrant(ctx, root, "alice", []string{"billing:write:/v1/**"}, now.Add(30*day)); err != nil {
 		t.Errorf("grant at the max: %v", err)
 	}

@@ -55,6 +55,25 @@ type SharedQueue interface {
 	Shared()
 }
 
+// HelpedQueue is a Queue whose records a helper process may add to the
+// tree too: sqlite.QueuedAudit beside serve's audit helper, which reads
+// the journal files and integrates them at the lowest processor priority,
+// so that the serve process's processors are left to the gateway. The
+// sequencer of a Log on one wakes every IntegrateDelay while records are
+// pending, takes off the queue those the helper added (Reconcile), and
+// integrates itself only the records the queue says are due (Due): those
+// the helper has left too long. The helper is never needed: if it dies
+// or starves, the records still reach the tree, later, from the Log.
+type HelpedQueue interface {
+	Queue
+	// Reconcile takes off the queue the records enqueued through it
+	// that another process has added to the tree, and returns how many.
+	Reconcile(ctx context.Context) (int, error)
+	// Due reports whether a queued record is due for this process to
+	// integrate rather than wait for the helper.
+	Due() bool
+}
+
 // DefaultIntegrateDelay is Config.IntegrateDelay's default.
 const DefaultIntegrateDelay = 20 * time.Millisecond
 
@@ -73,7 +92,8 @@ func (l *Log) sequence(q Queue, c *committer) {
 	delay := time.NewTimer(time.Hour)
 	delay.Stop()
 	var tick <-chan time.Time
-	if _, ok := q.(SharedQueue); ok {
+	_, shared := q.(SharedQueue)
+	if _, helped := q.(HelpedQueue); shared || helped {
 		t := time.NewTicker(l.delay)
 		defer t.Stop()
 		tick = t.C
@@ -83,6 +103,7 @@ func (l *Log) sequence(q Queue, c *committer) {
 		if l.seqErr.Load() != nil {
 			retry = time.After(time.Second) // a failing tree: try again
 		}
+		urgent := false // a reader waits, or Close: integrate what is queued
 		select {
 		case <-retry:
 		case <-tick:
@@ -92,23 +113,36 @@ func (l *Log) sequence(q Queue, c *committer) {
 			case <-delay.C:
 			case <-l.prompt:
 				delay.Stop()
+				urgent = true
 			case <-l.done: // the committer has stopped: integrate and exit
 				delay.Stop()
+				urgent = true
 			}
 		case <-l.prompt:
+			urgent = true
 		case <-l.done:
-			l.integrateAll(q, c)
+			l.integrateAll(q, c, true)
 			return
 		}
-		l.integrateAll(q, c)
+		l.integrateAll(q, c, urgent)
 	}
 }
 
 // integrateAll integrates until the queue is empty or an error; it
 // records the outcome for Healthy and wakes the readers waiting in Sync.
-func (l *Log) integrateAll(q Queue, c *committer) {
+// On a HelpedQueue it first takes off what the helper added, and then
+// integrates only while records are due, unless urgent.
+func (l *Log) integrateAll(q Queue, c *committer, urgent bool) {
 	var err error
-	for {
+	hq, helped := q.(HelpedQueue)
+	if helped && l.pending.Load() > 0 {
+		var n int
+		if n, err = hq.Reconcile(context.Background()); n > 0 {
+			l.pending.Add(int64(-n))
+			c.size = -1 // the tree grew elsewhere: reload before integrating
+		}
+	}
+	for err == nil && (!helped || urgent || hq.Due()) {
 		start := time.Now()
 		var n int
 		n, err = c.integrate(q, l.maxBatch)

@@ -19,8 +19,8 @@ import (
 // Lower, starts a thread's worth of work, and prints every thread's nice
 // value and scheduling policy.
 func TestMain(m *testing.M) {
-	if os.Getenv("INDEXER_TEST_LOWER") == "1" {
-		if err := indexer.Lower(); err != nil {
+	if v := os.Getenv("INDEXER_TEST_LOWER"); v != "" {
+		if err := indexer.Lower(v == "idle"); err != nil {
 			fmt.Println(err)
 			os.Exit(1)
 		}
@@ -41,21 +41,24 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestLower: every thread ends at nice 19 under SCHED_IDLE (policy 5).
+// TestLower: every thread ends at nice 19, under SCHED_IDLE (policy 5)
+// if asked, else under SCHED_OTHER (policy 0).
 func TestLower(t *testing.T) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "INDEXER_TEST_LOWER=1")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("lowered child: %v: %s", err, out)
-	}
-	lines := strings.Fields(string(out))
-	if len(lines) < 2 {
-		t.Fatalf("child printed %q, want a line per thread", out)
-	}
-	for _, l := range lines {
-		if l != "19/5" {
-			t.Fatalf("threads' nice/policy %v, want every one 19/5", lines)
+	for _, tt := range []struct{ env, want string }{{"idle", "19/5"}, {"nice", "19/0"}} {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "INDEXER_TEST_LOWER="+tt.env)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("lowered child (%s): %v: %s", tt.env, err, out)
+		}
+		lines := strings.Fields(string(out))
+		if len(lines) < 2 {
+			t.Fatalf("child printed %q, want a line per thread", out)
+		}
+		for _, l := range lines {
+			if l != tt.want {
+				t.Fatalf("%s: threads' nice/policy %v, want every one %s", tt.env, lines, tt.want)
+			}
 		}
 	}
 }

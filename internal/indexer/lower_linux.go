@@ -26,9 +26,10 @@ func selfImage(exe string) string {
 }
 
 // Lowest priorities: the idle scheduling policy, nice 19 (what the
-// policy falls back on should it be refused), and the idle I/O scheduling
-// class.
+// policy falls back on should it be refused, and the priority when the
+// idle policy is not asked for), and the idle I/O scheduling class.
 const (
+	schedOther    = 0 // SCHED_OTHER
 	schedIdle     = 5 // SCHED_IDLE
 	lowestNice    = 19
 	ioprioWhoProc = 1 // IOPRIO_WHO_PROCESS
@@ -36,13 +37,23 @@ const (
 )
 
 // Lower gives every thread of this process, and so every thread they
-// start from now on, the lowest processor priority (the SCHED_IDLE
-// policy, which runs a thread only on time no other wants, and nice 19)
-// and the idle I/O class. Whatever policy the process inherited (even a
-// real-time one) is replaced. On Linux all three are per thread, so it
-// sets them on each of /proc/self/task, twice, to catch a thread started
-// during the first pass.
-func Lower() error {
+// start from now on, the lowest processor priority and the idle I/O
+// class: nice 19, under the SCHED_IDLE policy if idle (it runs a thread
+// only on time no other wants), else under SCHED_OTHER. Whatever policy
+// the process inherited (even a real-time one) is replaced. On Linux all
+// three are per thread, so it sets them on each of /proc/self/task,
+// twice, to catch a thread started during the first pass.
+//
+// A process that writes serve's own database (the audit helper) must not
+// be idle: it holds the database's write lock for each transaction, and
+// under a saturated processor an idle thread may not run again for
+// seconds, with serve's writes waiting behind it. At nice 19 it still
+// gets a small share, and a waking serve thread still preempts it.
+func Lower(idle bool) error {
+	policy := uintptr(schedOther)
+	if idle {
+		policy = schedIdle
+	}
 	for range 2 {
 		ents, err := os.ReadDir("/proc/self/task")
 		if err != nil {
@@ -54,7 +65,7 @@ func Lower() error {
 				continue
 			}
 			var param struct{ priority int32 }
-			if _, _, errno := syscall.Syscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(tid), schedIdle, uintptr(unsafe.Pointer(&param))); errno != 0 {
+			if _, _, errno := syscall.Syscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(tid), policy, uintptr(unsafe.Pointer(&param))); errno != 0 {
 				return fmt.Errorf("indexer: lower priority of thread %d: %w", tid, errno)
 			}
 			if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, lowestNice); err != nil {

@@ -266,7 +266,7 @@ func (r *rig) openStore(ctx context.Context, dir string) (store.Store, audit.Sto
 		db := filepath.Join(dir, "latchkey.db")
 		var opts []sqlite.Option
 		if r.cfg.IndexerProcess {
-			opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag))
+			opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag), sqlite.AuditHelper(sqlite.HelperHold))
 		}
 		st, err := sqlite.Open(ctx, db, opts...)
 		if err != nil {
@@ -274,7 +274,7 @@ func (r *rig) openStore(ctx context.Context, dir string) (store.Store, audit.Sto
 		}
 		r.closers = append(r.closers, st.Close)
 		if r.cfg.IndexerProcess {
-			p, err := indexer.Beside(slog.New(slog.NewTextHandler(r.cfg.Progress, nil)), db)
+			p, err := indexer.Beside(slog.New(slog.NewTextHandler(r.cfg.Progress, nil)), db, audit.DefaultIntegrateDelay)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -447,7 +447,7 @@ func (g *gateway) start(ctx context.Context, cfg Config, db *database, audited b
 	external := cfg.IndexerProcess && audited
 	var opts []sqlite.Option
 	if external {
-		opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag))
+		opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag), sqlite.AuditHelper(sqlite.HelperHold))
 	}
 	st, err := sqlite.Open(ctx, path, opts...)
 	if err != nil {
@@ -455,7 +455,7 @@ func (g *gateway) start(ctx context.Context, cfg Config, db *database, audited b
 	}
 	g.st = st
 	if external {
-		if g.indexer, err = indexer.Beside(cfg.Log, path); err != nil {
+		if g.indexer, err = indexer.Beside(cfg.Log, path, audit.DefaultIntegrateDelay); err != nil {
 			return err
 		}
 	}

@@ -347,7 +347,7 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	external := cfg.IndexerProcess && cfg.Store == ""
 	var opts []sqlite.Option
 	if external {
-		opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag))
+		opts = append(opts, sqlite.ExternalIndexer(sqlite.MaxIndexLag), sqlite.AuditHelper(helperHold(cfg.AuditDelay)))
 	}
 	st, storage, err := OpenStore(ctx, dataDir, cfg.Store, cfg.AuditSync, opts...)
 	if err != nil {
@@ -356,7 +356,7 @@ func open(ctx context.Context, dataDir string, cfg Config) (*instance, error) {
 	in := &instance{st: st, storage: storage}
 	if external {
 		// After OpenStore: the indexer refuses a store not migrated yet.
-		if in.indexer, err = indexer.Beside(cfg.Log, filepath.Join(dataDir, dbFile)); err != nil {
+		if in.indexer, err = indexer.Beside(cfg.Log, filepath.Join(dataDir, dbFile), integrateDelay(cfg.AuditDelay)); err != nil {
 			in.close()
 			return nil, err
 		}
@@ -758,4 +758,20 @@ func listen(cfg Config, what string, srv *http.Server, addr string, tlsCfg *tls.
 		}
 	}()
 	return func() { os.Remove(path) }, nil
+}
+
+// integrateDelay is the audit log's IntegrateDelay for a --audit-delay
+// of delay: the audit helper process integrates as often.
+func integrateDelay(delay time.Duration) time.Duration {
+	if delay <= 0 {
+		return audit.DefaultIntegrateDelay
+	}
+	return delay
+}
+
+// helperHold is how long serve leaves journalled audit records to the
+// audit helper process before it integrates them itself: at least ten of
+// the helper's rounds.
+func helperHold(delay time.Duration) time.Duration {
+	return max(sqlite.HelperHold, 10*integrateDelay(delay))
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -43,7 +44,11 @@ type QueuedAudit struct {
 	*AuditStorage
 	dir string
 
-	imu sync.Mutex // one Integrate at a time
+	// hold is how long a record is left to the audit helper process
+	// (AuditHelper) before this process integrates it; 0: no helper.
+	hold time.Duration
+
+	imu sync.Mutex // one Integrate or Reconcile at a time
 
 	mu      sync.Mutex // guards the fields below; held across a write
 	cur     *journalFile
@@ -51,6 +56,7 @@ type QueuedAudit struct {
 	pending []jentry                // journalled, not in the tree, oldest first
 	written int64                   // records journalled (the marks)
 	done    int64                   // records of those in the tree
+	helped  int                     // records taken off as the helper's, not yet Reconciled
 	err     error                   // set when the current file cannot be trusted
 }
 
@@ -66,10 +72,11 @@ type journalFile struct {
 
 // jentry is one journal entry not yet in the tree.
 type jentry struct {
-	file   *journalFile
-	end    int64 // offset just past the entry in file
-	leaves [][]byte
-	mark   int64 // written after this entry
+	file       *journalFile
+	start, end int64 // offsets of the entry in file, and just past it
+	leaves     [][]byte
+	mark       int64     // written after this entry
+	at         time.Time // when it was journalled (zero: taken over)
 }
 
 // Journal file format: the 8-byte header journalMagic, then entries, each
@@ -100,7 +107,7 @@ func queueDir(path string) string {
 // QueuedAudit returns the queued audit storage of s with durability
 // sync, after taking over the journal files of processes that died.
 func (s *Store) QueuedAudit(ctx context.Context, sync Sync) (*QueuedAudit, error) {
-	q := &QueuedAudit{AuditStorage: s.Audit(sync), dir: queueDir(s.path), files: map[string]*journalFile{}}
+	q := &QueuedAudit{AuditStorage: s.Audit(sync), dir: queueDir(s.path), files: map[string]*journalFile{}, hold: s.helperHold}
 	if err := os.MkdirAll(q.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: audit queue: %w", err)
 	}
@@ -242,7 +249,7 @@ func (q *QueuedAudit) recover(ctx context.Context) error {
 		q.files[name] = jf
 		for _, e := range entries {
 			q.written += int64(len(e.leaves))
-			q.pending = append(q.pending, jentry{file: jf, end: e.end, leaves: e.leaves, mark: q.written})
+			q.pending = append(q.pending, jentry{file: jf, start: e.start, end: e.end, leaves: e.leaves, mark: q.written})
 		}
 	}
 	for name := range done {
@@ -272,8 +279,8 @@ func (q *QueuedAudit) remove(ctx context.Context, jf *journalFile) error {
 
 // parsedEntry is an entry parseJournal read.
 type parsedEntry struct {
-	end    int64
-	leaves [][]byte
+	start, end int64
+	leaves     [][]byte
 }
 
 // parseJournal checks the header of a journal file's bytes b and returns
@@ -300,7 +307,7 @@ func parseJournal(b []byte, from int64) ([]parsedEntry, int64, error) {
 			if off-int64(n) < from {
 				return nil, 0, fmt.Errorf("done offset %d is inside the entry at %d", from, off-int64(n))
 			}
-			out = append(out, parsedEntry{end: off, leaves: leaves})
+			out = append(out, parsedEntry{start: off - int64(n), end: off, leaves: leaves})
 		}
 	}
 	if from > off {
@@ -408,9 +415,11 @@ func (q *QueuedAudit) Enqueue(ctx context.Context, leaves [][]byte) (int64, erro
 			return 0, q.err
 		}
 	}
+	start := cur.size
 	cur.size += int64(len(buf))
 	q.written += int64(len(leaves))
-	q.pending = append(q.pending, jentry{file: cur, end: cur.size, leaves: slices.Clone(leaves), mark: q.written})
+	q.pending = append(q.pending, jentry{file: cur, start: start, end: cur.size, leaves: slices.Clone(leaves),
+		mark: q.written, at: time.Now()})
 	return q.written, nil
 }
 
@@ -429,7 +438,11 @@ func (q *QueuedAudit) Integrated(ctx context.Context, mark int64) (bool, error) 
 	return q.done >= mark, nil
 }
 
-// Integrate implements audit.Queue.
+// Integrate implements audit.Queue. Its transaction first checks that
+// each journal file's done offset is still where this process left it:
+// if the audit helper (or another process) integrated some of these
+// records meanwhile, it takes them off the queue (for Reconcile to count)
+// and fails with audit.ErrConflict, and the Log retries with the rest.
 func (q *QueuedAudit) Integrate(ctx context.Context, first int64, max int, hashes func([][]byte) ([]tlog.Hash, error)) (int, error) {
 	q.imu.Lock()
 	defer q.imu.Unlock()
@@ -448,16 +461,31 @@ func (q *QueuedAudit) Integrate(ctx context.Context, first int64, max int, hashe
 		return 0, nil
 	}
 	leaves := make([][]byte, 0, n)
+	starts := map[*journalFile]int64{} // each file's first entry in take
 	ends := map[*journalFile]int64{}
 	for _, e := range take {
 		leaves = append(leaves, e.leaves...)
+		if _, ok := starts[e.file]; !ok {
+			starts[e.file] = e.start
+		}
 		ends[e.file] = e.end
 	}
 	hs, err := hashes(leaves)
 	if err != nil {
 		return 0, err
 	}
+	var moved map[string]int64 // done offsets another process moved
 	err = q.appendWith(ctx, first, leaves, hs, func(tx *sql.Tx) error {
+		for f, start := range starts {
+			done, err := doneOffset(ctx, tx, f.name)
+			if err != nil {
+				return err
+			}
+			if done != start {
+				moved = map[string]int64{f.name: done}
+				return fmt.Errorf("sqlite: audit queue: %s is done to %d, not %d: %w", f.name, done, start, audit.ErrConflict)
+			}
+		}
 		for f, end := range ends {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_queue_files (name, done) VALUES (?, ?)
 				ON CONFLICT (name) DO UPDATE SET done = excluded.done`, f.name, end); err != nil {
@@ -466,6 +494,10 @@ func (q *QueuedAudit) Integrate(ctx context.Context, first int64, max int, hashe
 		}
 		return nil
 	})
+	if moved != nil {
+		q.takeOff(ctx, moved)
+		return 0, err
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -474,13 +506,97 @@ func (q *QueuedAudit) Integrate(ctx context.Context, first int64, max int, hashe
 	for f, end := range ends {
 		f.done = end
 	}
+	gone := q.settle()
+	q.mu.Unlock()
+	q.removeAll(ctx, gone)
+	return len(leaves), nil
+}
+
+// doneOffset reads the done offset of journal file name in tx: the
+// header's length if the file has no row yet.
+func doneOffset(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	var done int64
+	err := tx.QueryRowContext(ctx, `SELECT done FROM audit_queue_files WHERE name = ?`, name).Scan(&done)
+	if errors.Is(err, sql.ErrNoRows) {
+		return int64(len(journalMagic)), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: audit queue: %w", err)
+	}
+	return done, nil
+}
+
+// Reconcile implements audit.HelpedQueue: it reads the journal files'
+// done offsets and takes off the queue the entries another process has
+// added to the tree.
+func (q *QueuedAudit) Reconcile(ctx context.Context) (int, error) {
+	q.imu.Lock()
+	defer q.imu.Unlock()
+	q.mu.Lock()
+	look := q.hold > 0 && len(q.pending) > 0
+	q.mu.Unlock()
+	if look {
+		done := map[string]int64{}
+		rows, err := q.s.r.QueryContext(ctx, `SELECT name, done FROM audit_queue_files`)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: audit queue: %w", err)
+		}
+		for rows.Next() {
+			var name string
+			var d int64
+			if err := rows.Scan(&name, &d); err != nil {
+				rows.Close()
+				return 0, fmt.Errorf("sqlite: audit queue: %w", err)
+			}
+			done[name] = d
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, fmt.Errorf("sqlite: audit queue: %w", err)
+		}
+		q.takeOff(ctx, done)
+	}
+	q.mu.Lock()
+	n := q.helped
+	q.helped = 0
+	q.mu.Unlock()
+	return n, nil
+}
+
+// takeOff takes off the queue the entries that the done offsets (by file
+// name) say are in the tree, counting them for Reconcile.
+func (q *QueuedAudit) takeOff(ctx context.Context, done map[string]int64) {
+	q.mu.Lock()
+	kept := q.pending[:0]
+	for _, e := range q.pending {
+		if d, ok := done[e.file.name]; ok && e.end <= d {
+			q.helped += len(e.leaves)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(q.pending[len(kept):]) // let the integrated leaves go
+	q.pending = kept
+	for name, d := range done {
+		if f := q.files[name]; f != nil && d > f.done {
+			f.done = d
+		}
+	}
+	gone := q.settle()
+	q.mu.Unlock()
+	q.removeAll(ctx, gone)
+}
+
+// settle updates q.done from the queue, and picks the journal files to
+// remove: a file taken over, once all in the tree; the current file once
+// all in the tree and large enough, for a new one. Called with q.mu held.
+func (q *QueuedAudit) settle() (gone []*journalFile) {
 	if len(q.pending) == 0 {
 		q.pending = nil // let the integrated leaves go
+		q.done = q.written
+	} else {
+		q.done = q.pending[0].mark - int64(len(q.pending[0].leaves))
 	}
-	q.done = take[len(take)-1].mark
-	// A file taken over, now all in the tree, goes; so does the current
-	// file once it is all in the tree and large enough, for a new one.
-	var gone []*journalFile
 	for _, f := range q.files {
 		if f != q.cur && f.done >= f.size {
 			gone = append(gone, f)
@@ -495,11 +611,26 @@ func (q *QueuedAudit) Integrate(ctx context.Context, first int64, max int, hashe
 			q.files[next.name] = next
 		}
 	}
-	q.mu.Unlock()
+	return gone
+}
+
+// removeAll removes the journal files settle picked; one it cannot is
+// removed by the next open.
+func (q *QueuedAudit) removeAll(ctx context.Context, gone []*journalFile) {
 	for _, f := range gone {
 		if err := q.remove(ctx, f); err != nil {
-			return len(leaves), nil // the next open removes it
+			return
 		}
 	}
-	return len(leaves), nil
+}
+
+// Due implements audit.HelpedQueue: the oldest queued record has waited
+// for the helper longer than its hold (always, without a helper).
+func (q *QueuedAudit) Due() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		return false
+	}
+	return q.hold == 0 || time.Since(q.pending[0].at) >= q.hold
 }

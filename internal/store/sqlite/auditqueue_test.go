@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"latchkey/internal/audit"
 	"latchkey/internal/audit/audittest"
@@ -16,8 +17,20 @@ import (
 var queuedStore = map[audit.Queue]*sqlite.Store{}
 
 func TestQueuedAudit(t *testing.T) {
-	for _, sync := range []sqlite.Sync{sqlite.SyncNormal, sqlite.SyncFull} {
-		t.Run(fmt.Sprint("sync=", sync), func(t *testing.T) {
+	for _, tc := range []struct {
+		sync sqlite.Sync
+		hold time.Duration // sqlite.AuditHelper, with no helper running
+	}{{sqlite.SyncNormal, 0}, {sqlite.SyncFull, 0}, {sqlite.SyncNormal, 50 * time.Millisecond}} {
+		sync := tc.sync
+		openStore := func(t testing.TB, path string) *sqlite.Store {
+			s, err := sqlite.Open(context.Background(), path, sqlite.AuditHelper(tc.hold))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		t.Run(fmt.Sprint("sync=", sync, ",hold=", tc.hold), func(t *testing.T) {
 			open := func(t *testing.T, st *sqlite.Store) audit.Queue {
 				q, err := st.QueuedAudit(context.Background(), sync)
 				if err != nil {

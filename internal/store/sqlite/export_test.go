@@ -49,3 +49,6 @@ var (
 	DecodeLeafRun = decodeLeafRun
 	EncodeLeafRun = encodeLeafRun
 )
+
+// ReadEntries is the audit helper's journal reader.
+var ReadEntries = readEntries

@@ -84,10 +84,13 @@ type Store struct {
 	ix       *searchIndex
 	external bool  // another process runs the indexer (ExternalIndexer)
 	maxLag   int64 // how far behind it may fall before this one steps in
-	stopCk   chan struct{}
-	ckDone   chan struct{}
-	ixDone   chan struct{}
-	closed   sync.Once
+	// helperHold: records journalled through QueuedAudit are left this
+	// long to an audit helper process (AuditHelper); 0: no helper.
+	helperHold time.Duration
+	stopCk     chan struct{}
+	ckDone     chan struct{}
+	ixDone     chan struct{}
+	closed     sync.Once
 }
 
 // An Option changes how Open opens a store.
@@ -100,6 +103,20 @@ type Option func(*Store)
 func ExternalIndexer(maxLag int64) Option {
 	return func(s *Store) { s.external, s.maxLag = true, maxLag }
 }
+
+// AuditHelper has the QueuedAudit of the store leave the journalled
+// records to an audit helper process, which runs FollowJournal on the
+// same file at the lowest priority, for hold before it integrates them
+// into the tree itself. The helper is never needed: while it keeps up,
+// this process only takes its records off the queue; if it dies or
+// starves, this process integrates them hold later.
+func AuditHelper(hold time.Duration) Option {
+	return func(s *Store) { s.helperHold = hold }
+}
+
+// HelperHold is serve's hold for AuditHelper: ten of the helper's rounds
+// at audit.DefaultIntegrateDelay.
+const HelperHold = 200 * time.Millisecond
 
 // MaxIndexLag is serve's maxLag for ExternalIndexer: about four seconds of
 // indexing, and of a search that finds the index that far behind.

@@ -1,0 +1,211 @@
+package sqlite_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"latchkey/internal/audit"
+	"latchkey/internal/audit/audittest"
+	"latchkey/internal/store/sqlite"
+)
+
+// helped opens a store at a new path whose QueuedAudit leaves records to
+// an audit helper for hold, and a Log on that queue.
+func helped(t *testing.T, hold time.Duration) (*audit.Log, *sqlite.QueuedAudit, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	st, err := sqlite.Open(t.Context(), path, sqlite.AuditHelper(hold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	q, err := st.QueuedAudit(t.Context(), sqlite.SyncNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	l := audit.New(q, audit.Config{IntegrateDelay: 2 * time.Millisecond})
+	t.Cleanup(func() { l.Close() })
+	return l, q, path
+}
+
+// follow runs FollowJournal on path until the test ends.
+func follow(t *testing.T, path string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sqlite.FollowJournal(ctx, path, 2*time.Millisecond) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("FollowJournal: %v", err)
+		}
+	})
+}
+
+// waitPending waits (at most 10 s) until l has no record pending.
+func waitPending(t *testing.T, l *audit.Log) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); l.Pending() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records still pending after 10s", l.Pending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAuditHelperIntegrates: with a hold of an hour, only the helper can
+// add the records to the tree; the Log takes them off its queue.
+func TestAuditHelperIntegrates(t *testing.T) {
+	l, _, path := helped(t, time.Hour)
+	follow(t, path)
+	audittest.AppendConcurrently(t, l, 16, 25)
+	waitPending(t, l)
+	audittest.CheckAll(t, l, 16*25)
+}
+
+// TestAuditHelperAbsent: without a helper, the Log integrates the
+// records itself once they are held too long, with no reader waiting.
+func TestAuditHelperAbsent(t *testing.T) {
+	l, _, _ := helped(t, 30*time.Millisecond)
+	audittest.AppendConcurrently(t, l, 8, 10)
+	waitPending(t, l)
+	audittest.CheckAll(t, l, 80)
+}
+
+// TestAuditHelperRace: the Log integrates everything at once (a hold of
+// a nanosecond) while the helper does too, on the same records: every
+// record reaches the tree exactly once, and no Append fails.
+func TestAuditHelperRace(t *testing.T) {
+	l, _, path := helped(t, time.Nanosecond)
+	follow(t, path)
+	follow(t, path) // two helpers, as two serve processes would have
+	audittest.AppendConcurrently(t, l, 32, 40)
+	waitPending(t, l)
+	audittest.CheckAll(t, l, 32*40)
+}
+
+// TestAuditHelperSync: a reader waiting in Sync does not wait for the
+// hold: the Log integrates at once.
+func TestAuditHelperSync(t *testing.T) {
+	l, _, _ := helped(t, time.Hour)
+	if _, err := l.Append(t.Context(), audittest.Rec(0)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	audittest.CheckAll(t, l, 1)
+}
+
+// TestAuditHelperClose: Close integrates what the helper has not, and
+// the next open finds nothing queued.
+func TestAuditHelperClose(t *testing.T) {
+	l, q, path := helped(t, time.Hour)
+	audittest.AppendConcurrently(t, l, 4, 5)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	st := openStore(t, path)
+	l2 := audit.New(st.Audit(sqlite.SyncNormal), audit.Config{})
+	defer l2.Close()
+	audittest.CheckAll(t, l2, 20)
+}
+
+// TestAuditHelperRotation: the journal file is replaced once all in the
+// tree and large, also when the helper put it there.
+func TestAuditHelperRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 16 MiB of journal")
+	}
+	l, _, path := helped(t, time.Hour)
+	follow(t, path)
+	recs := make([]audit.Record, 64)
+	for i := range recs {
+		recs[i] = audittest.Rec(i)
+		recs[i].Reason = strings.Repeat("r", 4000)
+	}
+	n := 0
+	for range 70 { // 70 x 64 x 4 KB: past the 16 MiB of a journal file
+		if _, err := l.Append(t.Context(), recs...); err != nil {
+			t.Fatal(err)
+		}
+		n += len(recs)
+	}
+	waitPending(t, l)
+	// One more: the queue settles (and rotates) as it takes records off.
+	if _, err := l.Append(t.Context(), audittest.Rec(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitPending(t, l)
+	dir := filepath.Join(filepath.Dir(path), "latchkey-auditq")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.lkq"))
+	var total int64
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			total += fi.Size()
+		}
+	}
+	if total > 16<<20 {
+		t.Errorf("journal files hold %d bytes after everything is in the tree: %v", total, files)
+	}
+	if size, _, err := l.Verify(t.Context(), nil); err != nil || size != int64(n+1) {
+		t.Fatalf("Verify = %d, %v; want %d", size, err, n+1)
+	}
+}
+
+// TestReadEntries: the helper reads only complete entries, and from
+// where the done offset says.
+func TestReadEntries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.lkq")
+	b := []byte("LKAUDQ1\n")
+	b = sqlite.AppendEntry(b, audittest.Leaves(0, 2))
+	second := int64(len(b))
+	b = sqlite.AppendEntry(b, audittest.Leaves(2, 3))
+	full := int64(len(b))
+	b = sqlite.AppendEntry(b, audittest.Leaves(5, 1))
+	for _, tt := range []struct {
+		name      string
+		size      int64 // bytes of b in the file
+		from      int64
+		max       int
+		wantN     int
+		wantEnd   int64
+		wantError bool
+	}{
+		{"all complete", full, 8, 100, 5, full, false},
+		{"torn third", int64(len(b)) - 3, 8, 100, 5, full, false},
+		{"from the second", full, second, 100, 3, full, false},
+		{"max stops between entries", full, 8, 3, 2, second, false},
+		{"first entry past max still whole", full, second, 1, 3, full, false},
+		{"nothing new", full, full, 100, 0, full, false},
+		{"header only", 8, 8, 100, 0, 8, false},
+		{"not a journal", 0, 8, 100, 0, 0, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data := b[:tt.size]
+			if tt.wantError {
+				data = []byte("garbage!" + string(b[8:full]))
+			}
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			leaves, end, err := sqlite.ReadEntries(path, tt.from, tt.max)
+			if tt.wantError {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				return
+			}
+			if err != nil || len(leaves) != tt.wantN || end != tt.wantEnd {
+				t.Fatalf("ReadEntries = %d leaves, end %d, %v; want %d, %d", len(leaves), end, err, tt.wantN, tt.wantEnd)
+			}
+		})
+	}
+}
