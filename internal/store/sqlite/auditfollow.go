@@ -81,23 +81,9 @@ func (f *journalFollower) Integrate(ctx context.Context, first int64, max int, h
 		return 0, err
 	}
 	slices.Sort(names)
-	done := map[string]int64{}
-	rows, err := f.s.r.QueryContext(ctx, `SELECT name, done FROM audit_queue_files`)
+	done, err := doneOffsets(ctx, f.s.r)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: audit helper: %w", err)
-	}
-	for rows.Next() {
-		var name string
-		var d int64
-		if err := rows.Scan(&name, &d); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("sqlite: audit helper: %w", err)
-		}
-		done[name] = d
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("sqlite: audit helper: %w", err)
+		return 0, err
 	}
 	for _, p := range names {
 		name := filepath.Base(p)

@@ -193,23 +193,9 @@ func syncDir(dir string) error {
 // holds past its done offset is queued; a file with nothing left is
 // removed. Rows of audit_queue_files whose file is gone are deleted.
 func (q *QueuedAudit) recover(ctx context.Context) error {
-	done := map[string]int64{}
-	rows, err := q.s.r.QueryContext(ctx, `SELECT name, done FROM audit_queue_files`)
+	done, err := doneOffsets(ctx, q.s.r)
 	if err != nil {
-		return fmt.Errorf("sqlite: audit queue: %w", err)
-	}
-	for rows.Next() {
-		var name string
-		var d int64
-		if err := rows.Scan(&name, &d); err != nil {
-			rows.Close()
-			return fmt.Errorf("sqlite: audit queue: %w", err)
-		}
-		done[name] = d
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: audit queue: %w", err)
+		return err
 	}
 	names, err := filepath.Glob(filepath.Join(q.dir, "*"+journalExt))
 	if err != nil {
@@ -512,6 +498,28 @@ func (q *QueuedAudit) Integrate(ctx context.Context, first int64, max int, hashe
 	return len(leaves), nil
 }
 
+// doneOffsets reads every journal file's done offset, by name.
+func doneOffsets(ctx context.Context, db queryer) (map[string]int64, error) {
+	rows, err := db.QueryContext(ctx, `SELECT name, done FROM audit_queue_files`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit queue: %w", err)
+	}
+	defer rows.Close()
+	done := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var d int64
+		if err := rows.Scan(&name, &d); err != nil {
+			return nil, fmt.Errorf("sqlite: audit queue: %w", err)
+		}
+		done[name] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: audit queue: %w", err)
+	}
+	return done, nil
+}
+
 // doneOffset reads the done offset of journal file name in tx: the
 // header's length if the file has no row yet.
 func doneOffset(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
@@ -536,23 +544,9 @@ func (q *QueuedAudit) Reconcile(ctx context.Context) (int, error) {
 	look := q.hold > 0 && len(q.pending) > 0
 	q.mu.Unlock()
 	if look {
-		done := map[string]int64{}
-		rows, err := q.s.r.QueryContext(ctx, `SELECT name, done FROM audit_queue_files`)
+		done, err := doneOffsets(ctx, q.s.r)
 		if err != nil {
-			return 0, fmt.Errorf("sqlite: audit queue: %w", err)
-		}
-		for rows.Next() {
-			var name string
-			var d int64
-			if err := rows.Scan(&name, &d); err != nil {
-				rows.Close()
-				return 0, fmt.Errorf("sqlite: audit queue: %w", err)
-			}
-			done[name] = d
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, fmt.Errorf("sqlite: audit queue: %w", err)
+			return 0, err
 		}
 		q.takeOff(ctx, done)
 	}
