@@ -135,7 +135,7 @@ func (l *Log) sequence(q Queue, c *committer) {
 func (l *Log) integrateAll(q Queue, c *committer, urgent bool) {
 	var err error
 	hq, helped := q.(HelpedQueue)
-	if helped && l.pending.Load() > 0 {
+	if helped {
 		var n int
 		if n, err = hq.Reconcile(context.Background()); n > 0 {
 			l.pending.Add(int64(-n))
