@@ -59,8 +59,8 @@ type SharedQueue interface {
 // tree too: sqlite.QueuedAudit beside serve's audit helper, which reads
 // the journal files and integrates them at the lowest processor priority,
 // so that the serve process's processors are left to the gateway. The
-// sequencer of a Log on one wakes every IntegrateDelay while records are
-// pending, takes off the queue those the helper added (Reconcile), and
+// sequencer of a Log on one wakes every IntegrateDelay, takes off the
+// queue the records the helper added (Reconcile), and
 // integrates itself only the records the queue says are due (Due): those
 // the helper has left too long. The helper is never needed: if it dies
 // or starves, the records still reach the tree, later, from the Log.
