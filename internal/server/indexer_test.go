@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -252,5 +253,73 @@ func TestIndexerProcess(t *testing.T) {
 		if cmd.ProcessState.ExitCode() != 2 || strings.Count(string(out), "\n") != 1 {
 			t.Errorf("audit index %q: exit %v, output %q; want status 2 and one line", args, err, out)
 		}
+	}
+}
+
+// TestAuditHelperProcess: serve's child process integrates the records
+// serve journals (the audit helper), so that serve itself integrates
+// fewer than reach the tree. (That serve integrates them all without a
+// helper is sqlite.TestAuditHelperAbsent: stopping the helper here could
+// stop it holding the store's write lock.)
+func TestAuditHelperProcess(t *testing.T) {
+	bin := buildLatchkey(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	// The helper integrates every 100ms; serve holds records for 1s.
+	p := startServe(t, bin, dir, "--audit-delay", "100ms")
+	found := regexp.MustCompile(token.Pattern).FindAllString(p.stdout.String(), -1)
+	if len(found) != 1 {
+		t.Fatalf("serve printed %d tokens, want 1:\n%s", len(found), p.stdout)
+	}
+	indexerOf(t, p.cmd.Process.Pid, 0)
+	c := &adminapi.Client{Addr: p.url, Token: found[0], HTTP: &http.Client{Timeout: 10 * time.Second}}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "latchkey.db")+"?_query_only=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	inTree := func() int64 {
+		var n int64
+		if err := db.QueryRow(`SELECT coalesce(sum(n), 0) FROM audit_leaf_runs`).Scan(&n); err != nil {
+			t.Fatalf("count the tree: %v", err)
+		}
+		return n
+	}
+	byServe := func() int64 {
+		resp, err := c.HTTP.Get(p.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		if _, err := io.Copy(&b, resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^latchkey_audit_integrated_records_total (\d+)$`).FindStringSubmatch(b.String())
+		if m == nil {
+			t.Fatalf("/metrics lacks latchkey_audit_integrated_records_total:\n%s", b.String())
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		return n
+	}
+	// calls makes n audited admin calls and waits until the tree holds
+	// their records; it returns how many records serve integrated.
+	calls := func(prefix string, n int) int64 {
+		t.Helper()
+		tree0, serve0 := inTree(), byServe()
+		for i := range n {
+			if _, err := c.AddService(t.Context(), adminapi.NewService{Name: fmt.Sprintf("%s%d", prefix, i), Upstream: "http://127.0.0.1:9"}); err != nil {
+				t.Fatalf("service add: %v", err)
+			}
+		}
+		for deadline := time.Now().Add(15 * time.Second); inTree() < tree0+int64(n); {
+			if time.Now().After(deadline) {
+				t.Fatalf("the tree holds %d of %d new records after 15s", inTree()-tree0, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return byServe() - serve0
+	}
+	if got := calls("helped", 40); got >= 40 {
+		t.Errorf("serve integrated %d of 40 records itself: the helper integrated none", got)
 	}
 }
