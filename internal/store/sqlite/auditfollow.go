@@ -31,8 +31,9 @@ func FollowJournal(ctx context.Context, path string, every time.Duration) error 
 	if every <= 0 {
 		return fmt.Errorf("sqlite: audit helper: every must be positive, not %s", every)
 	}
-	// The index is another process's (IndexAudit): never step in here.
-	st, err := Open(ctx, path, ExternalIndexer(math.MaxInt64))
+	// The index is another process's (IndexAudit): never step in here;
+	// the WAL is serve's to checkpoint.
+	st, err := Open(ctx, path, ExternalIndexer(math.MaxInt64), withoutCheckpointer())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while opening

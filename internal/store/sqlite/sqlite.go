@@ -87,10 +87,12 @@ type Store struct {
 	// helperHold: records journalled through QueuedAudit are left this
 	// long to an audit helper process (AuditHelper); 0: no helper.
 	helperHold time.Duration
-	stopCk     chan struct{}
-	ckDone     chan struct{}
-	ixDone     chan struct{}
-	closed     sync.Once
+	// noCheckpointer: another process copies the WAL (withoutCheckpointer).
+	noCheckpointer bool
+	stopCk         chan struct{}
+	ckDone         chan struct{}
+	ixDone         chan struct{}
+	closed         sync.Once
 }
 
 // An Option changes how Open opens a store.
@@ -112,6 +114,14 @@ func ExternalIndexer(maxLag int64) Option {
 // starves, this process integrates them hold later.
 func AuditHelper(hold time.Duration) Option {
 	return func(s *Store) { s.helperHold = hold }
+}
+
+// withoutCheckpointer leaves copying the WAL into the database file to the
+// process whose store it is: the audit helper (FollowJournal) runs at the
+// lowest priority, and a checkpoint it began could hold up serve's writes
+// for as long as the kernel leaves it waiting.
+func withoutCheckpointer() Option {
+	return func(s *Store) { s.noCheckpointer = true }
 }
 
 // HelperHold is serve's hold for AuditHelper: ten of the helper's rounds
@@ -201,7 +211,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	go s.checkpointer()
+	if s.noCheckpointer {
+		close(s.ckDone)
+	} else {
+		go s.checkpointer()
+	}
 	go s.indexer()
 	return s, nil
 }
