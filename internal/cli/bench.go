@@ -72,6 +72,10 @@ The table shows, per target, requests per second, p50 and p99 latency (the
 medians over the rounds), failed requests, throughput as a multiple of the
 bare proxy's, p99 added to the bare proxy's, and for the gateways the share
 of token authentications their cache answered (the rest read the store).
+In every table, ADDED P99 is the median over the rounds of the target's
+p99 minus the bare proxy's in the same round: the rounds interleave the
+targets, and pairing them cancels what moves the whole machine from one
+round to the next.
 These closed-loop rounds saturate the machine: there, latency is mostly
 queueing, the inverse of throughput.
 
@@ -91,9 +95,8 @@ target at once, on one schedule (the k-th request of each connection due
 at the same instant on every target), each at the paced rate divided by
 their number, so that the machine carries as many requests per second as
 in a paced round. Whatever slows the machine then falls on every target
-alike. A third table shows them; its ADDED P99 is the median over the
-rounds of a target's p99 minus the bare proxy's in the same round: the
-latency the gateway adds to a request on its own path. It leaves out what
+alike. A third table shows them; its ADDED P99 is the latency the gateway
+adds to a request on its own path. It leaves out what
 the gateway's extra processor time, its audit log's background work
 included, costs the queueing of everything on the machine: the paced
 rounds of one target at a time and the closed-loop throughput show that.
@@ -206,13 +209,14 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 		}
 	}
 	if p := rep.Together; p != nil {
-		if err := pacedTable(w, fmt.Sprintf("all at once, %.0f requests/s each (ADDED P99: median of the rounds' p99 minus the bare proxy's in the same round)", p.Rate), p); err != nil {
+		if err := pacedTable(w, fmt.Sprintf("all at once, %.0f requests/s each", p.Rate), p); err != nil {
 			return err
 		}
 	}
 	m := rep.Memory
 	_, err := fmt.Fprintf(w, "\nmemory with %d tokens cached, after a collection: RSS %s, live heap %s; peak with setup %s (%s at the end of the run)\n"+
-		"%d connections, %d rounds of %v per target, %d tokens, access log %s, GOMAXPROCS %d\n%s\n",
+		"%d connections, %d rounds of %v per target, %d tokens, access log %s, GOMAXPROCS %d\n%s\n"+
+		"ADDED P99: the median over the rounds of a target's p99 minus the bare proxy's in the same round\n",
 		m.CachedTokens, mib(m.RSS), mib(m.HeapLive), mib(m.HWM), mib(m.PeakEnd),
 		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, onOff(rep.AccessLog), rep.GOMAXPROCS, drivenBy(rep))
 	return err

@@ -190,8 +190,7 @@ type Report struct {
 	// Paced is the fixed-rate phase, with Config.Paced.
 	Paced *Paced `json:"paced,omitempty"`
 	// Together is the phase of every paced target driven at once, with
-	// Config.Together: Rate is each target's; AddedP99 is the median of
-	// the rounds' paired differences with the bare proxy.
+	// Config.Together: Rate is each target's.
 	Together *Paced `json:"together,omitempty"`
 }
 
@@ -230,7 +229,7 @@ type Target struct {
 	// Pre-signed proofs a round did not use are counted, not sent.
 	PreSigned  int64         `json:"dpop_pre_signed,omitempty"`
 	OnTheFly   int64         `json:"dpop_on_the_fly,omitempty"`
-	AddedP99   time.Duration `json:"added_p99_ns"` // P99 - bare P99; negative when faster
+	AddedP99   time.Duration `json:"added_p99_ns"` // over bare's, paired by round (addedP99); negative when faster
 	Requests   int64         `json:"requests"`     // in all rounds
 	Errors     int64         `json:"errors"`       // transport errors and non-2xx answers, warm-up included
 	FirstError string        `json:"first_error,omitempty"`
@@ -376,21 +375,7 @@ func (r *rig) togetherPhase(ctx context.Context, cfg Config, rate float64) (*Pac
 		}
 		fmt.Fprintln(cfg.Progress, line[:len(line)-1])
 	}
-	p := pacedReport(each, targets, results)
-	// Paired: the median of the rounds' differences, not the difference
-	// of the medians.
-	bare := slices.IndexFunc(p.Targets, func(t Target) bool { return t.Name == Bare })
-	for j := range p.Targets {
-		if bare < 0 {
-			break
-		}
-		var added []time.Duration
-		for k, rd := range p.Targets[j].Rounds {
-			added = append(added, rd.P99-p.Targets[bare].Rounds[k].P99)
-		}
-		p.Targets[j].AddedP99 = median(added)
-	}
-	return p, nil
+	return pacedReport(each, targets, results), nil
 }
 
 // paced runs the fixed-rate rounds (Config.Paced).
@@ -467,6 +452,7 @@ func summarize(t *target, rounds []Round) Target {
 }
 
 // compare fills in each target's figures relative to the bare proxy.
+// An added p99 is paired (addedP99).
 func compare(ts []Target) {
 	i := slices.IndexFunc(ts, func(t Target) bool { return t.Name == Bare })
 	if i < 0 {
@@ -477,15 +463,33 @@ func compare(ts []Target) {
 		if bare.RPS > 0 {
 			ts[k].XBare = ts[k].RPS / bare.RPS
 		}
-		ts[k].AddedP99 = ts[k].P99 - bare.P99
+		ts[k].AddedP99 = addedP99(ts[k], bare)
 	}
 	i = slices.IndexFunc(ts, func(t Target) bool { return t.Name == GatewayAudit })
 	for k := range ts {
 		if ts[k].Name == GatewayDPoP && i >= 0 && ts[i].RPS > 0 {
 			ts[k].XBearer = ts[k].RPS / ts[i].RPS
-			ts[k].AddedP99Bearer = ts[k].P99 - ts[i].P99
+			ts[k].AddedP99Bearer = addedP99(ts[k], ts[i])
 		}
 	}
+}
+
+// addedP99 is the p99 t adds to base's: the median over the rounds of
+// t's p99 minus base's in the same round, when both ran the same rounds
+// (else the difference of their medians). The rounds interleave the
+// targets, so that a round's pair saw the machine in about the same
+// state: on a shared machine the p99 moves from one round to the next by
+// more than a gateway adds, and the difference of the medians keeps that
+// movement where the median of the differences cancels it.
+func addedP99(t, base Target) time.Duration {
+	if len(t.Rounds) == 0 || len(t.Rounds) != len(base.Rounds) {
+		return t.P99 - base.P99
+	}
+	added := make([]time.Duration, len(t.Rounds))
+	for k, rd := range t.Rounds {
+		added[k] = rd.P99 - base.Rounds[k].P99
+	}
+	return median(added)
 }
 
 // median returns the median of s (the mean of the middle two for an even

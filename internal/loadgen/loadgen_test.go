@@ -271,3 +271,31 @@ func testRig(tb testing.TB, cfg Config) *rig {
 	tb.Cleanup(func() { r.close() })
 	return r
 }
+
+// TestAddedP99: a target's added p99 is the median of its rounds' p99
+// minus the bare proxy's in the same round, which cancels what moves the
+// whole machine from one round to the next, and keeps one disturbed
+// round from moving the figure; without rounds to pair, it is the
+// difference of the medians.
+func TestAddedP99(t *testing.T) {
+	ms := func(v ...int) []Round {
+		var rs []Round
+		for _, x := range v {
+			rs = append(rs, Round{P99: time.Duration(x) * time.Millisecond})
+		}
+		return rs
+	}
+	// The machine's p99 moves 10, 20, 30 ms; the gateway adds 1 ms, but
+	// its second round met a 20 ms stall the bare proxy's did not.
+	bare := Target{Name: Bare, Rounds: ms(10, 20, 30), P99: 20 * time.Millisecond, RPS: 100}
+	gw := Target{Name: GatewayAudit, Rounds: ms(11, 40, 31), P99: 31 * time.Millisecond, RPS: 90}
+	ts := []Target{bare, gw}
+	compare(ts)
+	if ts[1].AddedP99 != time.Millisecond || ts[0].AddedP99 != 0 || ts[1].XBare != 0.9 {
+		t.Errorf("paired: added %v (bare %v), x%v; want 1ms (0), x0.9 (not 31ms - 20ms)", ts[1].AddedP99, ts[0].AddedP99, ts[1].XBare)
+	}
+	gw.Rounds = ms(11, 40)
+	if got := addedP99(gw, bare); got != 11*time.Millisecond {
+		t.Errorf("unpaired: added %v, want 31ms - 20ms", got)
+	}
+}
