@@ -75,7 +75,10 @@ of token authentications their cache answered (the rest read the store).
 In every table, ADDED P99 is the median over the rounds of the target's
 p99 minus the bare proxy's in the same round: the rounds interleave the
 targets, and pairing them cancels what moves the whole machine from one
-round to the next.
+round to the next. Target bare-control is a second bare proxy, the same
+code on a listener of its own, driven as one more target: its ADDED P99
+is the A/A control, what the table cannot tell from noise on this
+machine, in this run.
 These closed-loop rounds saturate the machine: there, latency is mostly
 queueing, the inverse of throughput.
 
@@ -216,7 +219,8 @@ func benchTable(w io.Writer, rep *loadgen.Report) error {
 	m := rep.Memory
 	_, err := fmt.Fprintf(w, "\nmemory with %d tokens cached, after a collection: RSS %s, live heap %s; peak with setup %s (%s at the end of the run)\n"+
 		"%d connections, %d rounds of %v per target, %d tokens, access log %s, GOMAXPROCS %d\n%s\n"+
-		"ADDED P99: the median over the rounds of a target's p99 minus the bare proxy's in the same round\n",
+		"ADDED P99: the median over the rounds of a target's p99 minus the bare proxy's in the same round;\n"+
+		"bare-control is the bare proxy again: its ADDED P99 is the noise of the table\n",
 		m.CachedTokens, mib(m.RSS), mib(m.HeapLive), mib(m.HWM), mib(m.PeakEnd),
 		rep.Conns, rep.Rounds, rep.Duration, rep.Tokens, onOff(rep.AccessLog), rep.GOMAXPROCS, drivenBy(rep))
 	return err

@@ -208,16 +208,16 @@ func TestDriverDies(t *testing.T) {
 func TestRunDriverProcess(t *testing.T) {
 	t.Setenv(driveEnv, "1")
 	cfg := Config{Conns: 2, Duration: 200 * time.Millisecond, Rounds: 1, Tokens: 10, Dir: t.TempDir(),
-		DriverProcess: true, Paced: true, Rate: 100, Together: true}
+		DriverProcess: true, Paced: true, Rate: 125, Together: true}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.DriverProcess || rep.Errors() != 0 || len(rep.Targets) != 4 || rep.Paced == nil || rep.Together == nil {
+	if !rep.DriverProcess || rep.Errors() != 0 || len(rep.Targets) != 5 || rep.Paced == nil || rep.Together == nil {
 		t.Fatalf("report %+v", rep)
 	}
 	for _, tg := range rep.Together.Targets {
-		if tg.Requests != 5 || tg.Errors != 0 { // 100/s shared by 4 targets for 0.2 s
+		if tg.Requests != 5 || tg.Errors != 0 { // 125/s shared by 5 targets for 0.2 s
 			t.Errorf("%s: %d requests and %d errors together, want 5 and 0", tg.Name, tg.Requests, tg.Errors)
 		}
 	}
@@ -227,8 +227,8 @@ func TestRunDriverProcess(t *testing.T) {
 		}
 	}
 	for _, tg := range rep.Paced.Targets {
-		if tg.Requests != 20 { // 100/s for 0.2 s
-			t.Errorf("%s: %d paced requests, want 20", tg.Name, tg.Requests)
+		if tg.Requests != 25 { // 125/s for 0.2 s
+			t.Errorf("%s: %d paced requests, want 25", tg.Name, tg.Requests)
 		}
 	}
 	if h := rep.Targets[2].CacheHits + rep.Targets[2].CacheMisses; h < uint64(rep.Targets[2].Requests) {

@@ -38,6 +38,7 @@ import (
 const (
 	Upstream        = "upstream"          // the upstream, called directly
 	Bare            = "bare"              // a bare httputil.ReverseProxy
+	BareControl     = "bare-control"      // a second, identical bare proxy: the A/A control
 	GatewayAudit    = "gateway-audit-on"  // the gateway, every request audited
 	GatewayNoAudit  = "gateway-audit-off" // the gateway without an audit log
 	defaultConns    = 64

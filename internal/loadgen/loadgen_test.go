@@ -47,7 +47,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: %d token lookups (%d hits), %d requests", tg.Name, lookups, tg.CacheHits, n)
 		}
 	}
-	if diff := cmp.Diff([]string{Upstream, Bare, GatewayAudit, GatewayNoAudit}, names); diff != "" {
+	if diff := cmp.Diff([]string{Upstream, Bare, GatewayAudit, GatewayNoAudit, BareControl}, names); diff != "" {
 		t.Errorf("targets (-want +got):\n%s", diff)
 	}
 	if rep.Targets[1].XBare != 1 || rep.Targets[1].AddedP99 != 0 {
@@ -213,7 +213,7 @@ func TestPaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := rep.Paced
-	if p == nil || p.Rate != 200 || len(p.Targets) != 4 {
+	if p == nil || p.Rate != 200 || len(p.Targets) != 5 {
 		t.Fatalf("paced report %+v", p)
 	}
 	for _, tg := range p.Targets {
@@ -231,13 +231,13 @@ func TestPaced(t *testing.T) {
 // each gets its share of the rate, and the added p99 is the median of
 // the rounds' differences with the bare proxy, round by round.
 func TestTogether(t *testing.T) {
-	cfg := Config{Conns: 4, Duration: 300 * time.Millisecond, Rounds: 3, Tokens: 20, Dir: t.TempDir(), Paced: true, Rate: 400, Together: true}
+	cfg := Config{Conns: 4, Duration: 300 * time.Millisecond, Rounds: 3, Tokens: 20, Dir: t.TempDir(), Paced: true, Rate: 500, Together: true}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := rep.Together
-	if p == nil || p.Rate != 100 || len(p.Targets) != 4 {
+	if p == nil || p.Rate != 100 || len(p.Targets) != 5 {
 		t.Fatalf("together report %+v", p)
 	}
 	bare := p.Targets[1]

@@ -89,6 +89,14 @@ func (r *rig) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The control is the bare proxy again, on a listener and transport of
+	// its own: whatever it differs from bare by is the noise of the run.
+	control := bareProxy(up, cfg.Log)
+	r.closers = append(r.closers, func() error { control.Transport.(*http.Transport).CloseIdleConnections(); return nil })
+	bare2, err := r.serve(control)
+	if err != nil {
+		return err
+	}
 	gws, err := r.gateways(ctx, dir, up)
 	if err != nil {
 		return err
@@ -98,7 +106,8 @@ func (r *rig) start(ctx context.Context) error {
 		cache     *access.Authority
 	}{{Upstream, up + reqPath, nil}, {Bare, bare + reqPath, nil},
 		{GatewayAudit, gws[0].url + "/" + service + reqPath, gws[0].a},
-		{GatewayNoAudit, gws[1].url + "/" + service + reqPath, gws[1].a}} {
+		{GatewayNoAudit, gws[1].url + "/" + service + reqPath, gws[1].a},
+		{BareControl, bare2 + reqPath, nil}} {
 		tg, err := newTarget(t.name, t.url, cfg.Conns)
 		if err != nil {
 			return err
