@@ -96,7 +96,7 @@ func (r *Recorder) loop() {
 		case <-r.stop:
 			return
 		case <-tick.C:
-			if err := r.Flush(context.Background()); err != nil {
+			if err := r.flush(context.Background(), true); err != nil {
 				r.cfg.Log.Error("usage flush failed", "err", err)
 			}
 		}
@@ -105,7 +105,13 @@ func (r *Recorder) loop() {
 
 // Flush writes everything recorded so far in one batch. On failure the
 // batch is merged back so the next flush retries it.
-func (r *Recorder) Flush(ctx context.Context) error {
+func (r *Recorder) Flush(ctx context.Context) error { return r.flush(ctx, false) }
+
+// flush is Flush. Paced, as the loop flushes, it rests after each chunk
+// as long as the chunk took, until Close: a gateway's flush is tens of
+// milliseconds of CPU, and in one burst it took a processor from the
+// requests for as long, which showed in their p99 latency.
+func (r *Recorder) flush(ctx context.Context, paced bool) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
@@ -124,6 +130,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	// holds it for more than a millisecond or two.
 	for len(uses) > 0 {
 		k := min(len(uses), flushChunk)
+		start := time.Now()
 		if err := r.cfg.Store.RecordUse(ctx, uses[:k]); err != nil {
 			rest := make(map[string]*entry, len(uses))
 			for _, u := range uses {
@@ -133,6 +140,15 @@ func (r *Recorder) Flush(ctx context.Context) error {
 			return err
 		}
 		uses = uses[k:]
+		if paced && len(uses) > 0 {
+			rest := time.NewTimer(time.Since(start))
+			select {
+			case <-rest.C:
+			case <-r.stop:
+				rest.Stop()
+				paced = false
+			}
+		}
 	}
 	return nil
 }

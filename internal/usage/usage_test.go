@@ -515,11 +515,17 @@ func TestRecordCountedAddsNoUse(t *testing.T) {
 // one numbered failAt (1-based; 0 never).
 type chunks struct {
 	store.Store
-	sizes  []int
-	failAt int
+	sizes      []int
+	failAt     int
+	mu         sync.Mutex
+	start, end []time.Time // of each chunk's transaction
 }
 
 func (c *chunks) RecordUse(ctx context.Context, uses []store.Use) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.start = append(c.start, time.Now())
+	defer func() { c.end = append(c.end, time.Now()) }()
 	c.sizes = append(c.sizes, len(uses))
 	if len(c.sizes) == c.failAt {
 		return errors.New("disk gone")
@@ -555,5 +561,38 @@ func TestFlushInChunks(t *testing.T) {
 	}
 	if want := []int{flushChunk, 10}; !slices.Equal(c.sizes, want) {
 		t.Fatalf("retry: transactions of %v uses, want %v", c.sizes, want)
+	}
+}
+
+// TestLoopFlushPaced: the background flush rests after each chunk at
+// least as long as the chunk's transaction took, so that it never holds a
+// processor for more than a chunk at a time; Flush (Close's) does not.
+func TestLoopFlushPaced(t *testing.T) {
+	s, _ := openStore(t)
+	c := &chunks{Store: s}
+	r := New(Config{Store: c, Interval: 10 * time.Millisecond, Log: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { r.Close(context.Background()) })
+	const n = 4 * flushChunk
+	for i := range n {
+		r.Record(fmt.Sprintf("unknown%05d", i), "", at(i))
+	}
+	poll(t, func() string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.end) < 4 {
+			return fmt.Sprintf("%d chunks written, want 4", len(c.end))
+		}
+		return ""
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if want := []int{flushChunk, flushChunk, flushChunk, flushChunk}; !slices.Equal(c.sizes[:4], want) {
+		t.Fatalf("transactions of %v uses, want %v", c.sizes, want)
+	}
+	for i := range 3 {
+		took, rest := c.end[i].Sub(c.start[i]), c.start[i+1].Sub(c.end[i])
+		if rest < took {
+			t.Errorf("chunk %d took %v, and the next began %v after it: want a rest at least as long", i, took, rest)
+		}
 	}
 }

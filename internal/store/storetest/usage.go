@@ -92,9 +92,11 @@ func testRecordUse(t *testing.T, s store.Store) {
 	check(t, "RecordUse", s.RecordUse(ctx(t), []store.Use{
 		{TokenID: t1.ID, At: at(10 * time.Minute), Count: 1},
 		{TokenID: t2.ID, At: at(3 * time.Hour), Count: 4},
+		{TokenID: adm.ID, Count: 2}, // no time: counted, no time changed
 	}))
 	t1.Uses = 6
 	t2.Uses, t2.LastUsedAt = 5, at(3*time.Hour)
+	adm.Uses = 3
 	for _, tok := range []store.Token{t1, t2, adm} {
 		diff(t, "token after second batch", tok, getToken(t, s, tok.ID))
 	}
@@ -132,6 +134,7 @@ func testRecordUseScopes(t *testing.T, s store.Store) {
 		{TokenID: ta.ID, At: at(3 * time.Hour), Count: 1, Scopes: []string{"git:read"}},
 		{TokenID: ta.ID, At: at(10 * time.Minute), Count: 1, Scopes: []string{"wiki:write"}},
 		{TokenID: ta2.ID, At: at(4 * time.Hour), Count: 1, Scopes: []string{"wiki:read"}},
+		{TokenID: tb.ID, Count: 1, Scopes: []string{"git:read"}}, // no time: no scope use
 	}))
 
 	all := []store.ScopeUse{
