@@ -231,11 +231,20 @@ func CheckExtends(old Checkpoint, size int64, root tlog.Hash, prove func(oldSize
 // size and the root hash of the stored tree of that size. Run Verify to
 // check that the stored tree matches the records before trusting it.
 func (l *Log) Checkpoint(ctx context.Context, s *Signer) ([]byte, error) {
-	size, err := l.Size(ctx)
+	if err := l.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("audit: checkpoint: %w", err)
+	}
+	return l.CheckpointIntegrated(ctx, s)
+}
+
+// CheckpointIntegrated is Checkpoint of the stored tree as it is, without
+// waiting for the records still queued (see Integrated).
+func (l *Log) CheckpointIntegrated(ctx context.Context, s *Signer) ([]byte, error) {
+	size, err := l.st.Size(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("audit: checkpoint: %w", err)
 	}
-	root, err := l.TreeHash(ctx, size)
+	root, err := tlog.TreeHash(size, storageReader(ctx, l.st))
 	if err != nil {
 		return nil, fmt.Errorf("audit: checkpoint: %w", err)
 	}

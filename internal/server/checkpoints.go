@@ -54,19 +54,30 @@ type checkpointer struct {
 	lastAt time.Time // when it was signed
 }
 
-// sign writes a checkpoint of the log as it is now, if it grew since the
-// last one (or always, if force).
+// sign writes a checkpoint of the log as it is now, every record
+// appended so far in the tree, if it grew since the last one (or always,
+// if force).
 func (c *checkpointer) sign(ctx context.Context, force bool) ([]byte, error) {
+	if err := c.log.Sync(ctx); err != nil {
+		return nil, err
+	}
+	return c.signIntegrated(ctx, force)
+}
+
+// signIntegrated is sign of the tree as stored, without waiting for the
+// records still queued: the periodic checkpoint, which would otherwise
+// make serve integrate at once what it leaves to its audit helper.
+func (c *checkpointer) signIntegrated(ctx context.Context, force bool) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	size, err := c.log.Size(ctx)
+	size, err := c.log.Integrated(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if size == c.last && !force {
 		return nil, nil
 	}
-	cp, err := c.log.Checkpoint(ctx, c.signer)
+	cp, err := c.log.CheckpointIntegrated(ctx, c.signer)
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +124,8 @@ func (c *checkpointer) latest(ctx context.Context) ([]byte, time.Time, error) {
 	return nil, time.Time{}, nil
 }
 
-// loop signs a checkpoint every interval while the log grows, and a last
-// one when ctx ends.
+// loop signs a checkpoint of the stored tree every interval while it
+// grows, and a last one of every record when ctx ends.
 func (c *checkpointer) loop(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -126,7 +137,7 @@ func (c *checkpointer) loop(ctx context.Context, every time.Duration) {
 			}
 			return
 		case <-t.C:
-			if _, err := c.sign(ctx, false); err != nil {
+			if _, err := c.signIntegrated(ctx, false); err != nil {
 				c.app.Error("audit checkpoint failed", "err", err)
 			}
 		}

@@ -535,7 +535,7 @@ func serve(ctx context.Context, cfg Config, in *instance, tlsCfg, gwTLS *tls.Con
 			if err := in.audit.Healthy(); err != nil {
 				return &adminapi.NotReady{Component: "audit log", Err: err}
 			}
-			if _, err := in.audit.Size(ctx); err != nil {
+			if _, err := in.audit.Integrated(ctx); err != nil {
 				return &adminapi.NotReady{Component: "store", Err: err}
 			}
 			return nil

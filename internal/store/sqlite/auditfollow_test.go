@@ -209,3 +209,51 @@ func TestReadEntries(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditHelperCheckpointIntegrated: the periodic checkpoint signs the
+// tree as stored and leaves the records held for the helper where they
+// are (Integrated, CheckpointIntegrated); an asked-for checkpoint waits
+// for every record appended (Checkpoint).
+func TestAuditHelperCheckpointIntegrated(t *testing.T) {
+	l, _, _ := helped(t, time.Hour)
+	dir := t.TempDir()
+	if err := audit.GenerateKey(dir, "latchkey.test/audit"); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := audit.LoadSigner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func(cp []byte, err error) int64 {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := audit.ParseSigned(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Size
+	}
+	for i := range 3 {
+		if _, err := l.Append(t.Context(), audittest.Rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := size(l.CheckpointIntegrated(t.Context(), signer)); n != 0 {
+		t.Errorf("CheckpointIntegrated: size %d, want 0 (the records are held for the helper)", n)
+	}
+	if n, err := l.Integrated(t.Context()); err != nil || n != 0 {
+		t.Errorf("Integrated: %d, %v; want 0", n, err)
+	}
+	if p := l.Pending(); p != 3 {
+		t.Errorf("%d records pending after CheckpointIntegrated, want 3 still held", p)
+	}
+	if n := size(l.Checkpoint(t.Context(), signer)); n != 3 {
+		t.Errorf("Checkpoint: size %d, want 3", n)
+	}
+	if n, err := l.Integrated(t.Context()); err != nil || n != 3 {
+		t.Errorf("Integrated after Checkpoint: %d, %v; want 3", n, err)
+	}
+	audittest.CheckAll(t, l, 3)
+}
