@@ -10,7 +10,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -43,8 +44,9 @@ func FollowJournal(ctx context.Context, path string, every time.Duration) error 
 	defer st.Close()
 	// Small batches: each holds the store's write lock, which serve's
 	// writes wait for, from a process the kernel may preempt for long.
-	l := audit.New(&journalFollower{AuditStorage: st.Audit(SyncNormal), dir: queueDir(st.path)},
-		audit.Config{IntegrateDelay: every, MaxBatch: followBatch})
+	f := &journalFollower{AuditStorage: st.Audit(SyncNormal), dir: queueDir(st.path), files: map[string]*followedFile{}}
+	defer f.close()
+	l := audit.New(f, audit.Config{IntegrateDelay: every, MaxBatch: followBatch})
 	<-ctx.Done()
 	return l.Close()
 }
@@ -53,10 +55,36 @@ func FollowJournal(ctx context.Context, path string, every time.Duration) error 
 // journal files of other processes and enqueues nothing. It is a
 // SharedQueue, so that its Log's sequencer integrates every
 // IntegrateDelay whatever this process enqueued (nothing).
+//
+// It runs every IntegrateDelay (20 ms in serve's helper) for the life of
+// the server, busy or idle, so a look that finds nothing new costs two
+// fstat calls: the journal files stay open between looks, the directory
+// is listed again only when its mtime moves (or moved within the last
+// relist interval, which a coarse clock tick may hide, or a relist
+// interval has passed), and the store is asked for a file's done offset
+// only when the file has grown past the last one known.
 type journalFollower struct {
 	*AuditStorage
-	dir string
+	dir    string
+	d      *os.File                 // the directory, for its mtime
+	dirMod time.Time                // its mtime at the last listing
+	listed time.Time                // when it was last listed
+	files  map[string]*followedFile // the journal files listed, by name
+	names  []string                 // their names, in order
+	looks  atomic.Int64             // calls of Integrate (tests)
+	reads  atomic.Int64             // done offsets read from the store (tests)
 }
+
+// followedFile is a journal file the follower holds open, and the
+// lowest its done offset can be: the last one read or written.
+type followedFile struct {
+	f    *os.File
+	done int64
+}
+
+// relistEvery is the longest the follower trusts the directory's mtime
+// to tell it of a new journal file.
+const relistEvery = time.Second
 
 var _ audit.SharedQueue = (*journalFollower)(nil)
 
@@ -77,24 +105,24 @@ func (f *journalFollower) Integrated(context.Context, int64) (bool, error) { ret
 // records unless the first entry holds more, of the first journal file
 // (by name) that has any past its done offset.
 func (f *journalFollower) Integrate(ctx context.Context, first int64, max int, hashes func([][]byte) ([]tlog.Hash, error)) (int, error) {
-	names, err := filepath.Glob(filepath.Join(f.dir, "*"+journalExt))
-	if err != nil {
+	f.looks.Add(1)
+	if err := f.list(); err != nil {
 		return 0, err
 	}
-	slices.Sort(names)
-	done, err := doneOffsets(ctx, f.s.r)
-	if err != nil {
-		return 0, err
-	}
-	for _, p := range names {
-		name := filepath.Base(p)
-		from, ok := done[name]
-		if !ok {
-			from = int64(len(journalMagic))
+	for _, name := range f.names {
+		ff := f.files[name]
+		fi, err := ff.f.Stat()
+		if err != nil || fi.Size() <= ff.done {
+			continue // nothing past the done offset known
 		}
-		leaves, end, err := readEntries(p, from, max)
+		from, err := f.doneOffset(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		ff.done = from
+		leaves, end, err := readFrom(ff.f, fi.Size(), from, max)
 		if err != nil || len(leaves) == 0 {
-			continue // gone, or nothing complete past its done offset yet
+			continue // nothing complete past its done offset yet
 		}
 		hs, err := hashes(leaves)
 		if err != nil {
@@ -117,9 +145,89 @@ func (f *journalFollower) Integrate(ctx context.Context, first int64, max int, h
 		if err != nil {
 			return 0, err
 		}
+		ff.done = end
 		return len(leaves), nil
 	}
 	return 0, nil
+}
+
+// doneOffset reads journal file name's done offset from the store: the
+// header's length if it has no row yet.
+func (f *journalFollower) doneOffset(ctx context.Context, name string) (int64, error) {
+	f.reads.Add(1)
+	var done int64
+	err := f.s.r.QueryRowContext(ctx, `SELECT done FROM audit_queue_files WHERE name = ?`, name).Scan(&done)
+	if errors.Is(err, sql.ErrNoRows) {
+		return int64(len(journalMagic)), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: audit helper: %w", err)
+	}
+	return done, nil
+}
+
+// list brings the open journal files up to date with the directory, if
+// it may have changed: it opens the new ones (skipping any that is not a
+// journal) and closes those removed.
+func (f *journalFollower) list() error {
+	if f.d == nil {
+		d, err := os.Open(f.dir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // no process has journalled yet
+			}
+			return fmt.Errorf("sqlite: audit helper: %w", err)
+		}
+		f.d = d
+	}
+	fi, err := f.d.Stat()
+	if err != nil {
+		return fmt.Errorf("sqlite: audit helper: %w", err)
+	}
+	now := time.Now()
+	mod := fi.ModTime()
+	if mod.Equal(f.dirMod) && now.Sub(mod) > relistEvery && now.Sub(f.listed) < relistEvery {
+		return nil
+	}
+	entries, err := os.ReadDir(f.dir) // sorted by name
+	if err != nil {
+		return fmt.Errorf("sqlite: audit helper: %w", err)
+	}
+	f.dirMod, f.listed = mod, now
+	present := make(map[string]bool, len(entries))
+	f.names = f.names[:0]
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(name, journalExt) || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if _, ok := f.files[name]; !ok {
+			fh, err := openJournal(filepath.Join(f.dir, name))
+			if err != nil {
+				continue // gone already, or not (yet) a journal
+			}
+			f.files[name] = &followedFile{f: fh}
+		}
+		present[name] = true
+		f.names = append(f.names, name)
+	}
+	for name, ff := range f.files {
+		if !present[name] {
+			ff.f.Close()
+			delete(f.files, name)
+		}
+	}
+	return nil
+}
+
+// close closes the directory and the journal files.
+func (f *journalFollower) close() {
+	if f.d != nil {
+		f.d.Close()
+	}
+	for _, ff := range f.files {
+		ff.f.Close()
+	}
 }
 
 // followBatch is the most records one of FollowJournal's transactions
@@ -129,28 +237,46 @@ const followBatch = 512
 // readChunk is how much of a journal file readEntries reads at once.
 const readChunk = 4 << 20
 
-// readEntries reads the complete entries of the journal file at path
-// from offset from on, at most max records unless the first entry holds
-// more, and returns their leaves and the offset past the last. An entry
-// cut short or failing its checksum ends them: it may be being written.
-func readEntries(path string, from int64, max int) ([][]byte, int64, error) {
+// openJournal opens the journal file at path for reading, and checks
+// its header.
+func openJournal(path string) (*os.File, error) {
 	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	var magic [len(journalMagic)]byte
+	if _, err := fh.ReadAt(magic[:], 0); err != nil || string(magic[:]) != journalMagic {
+		fh.Close()
+		return nil, fmt.Errorf("sqlite: audit helper: %s: not an audit queue journal", path)
+	}
+	return fh, nil
+}
+
+// readEntries reads the complete entries of the journal file at path
+// from offset from on (readFrom).
+func readEntries(path string, from int64, max int) ([][]byte, int64, error) {
+	fh, err := openJournal(path)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer fh.Close()
-	var magic [len(journalMagic)]byte
-	if _, err := fh.ReadAt(magic[:], 0); err != nil || string(magic[:]) != journalMagic {
-		return nil, 0, fmt.Errorf("sqlite: audit helper: %s: not an audit queue journal", path)
-	}
 	fi, err := fh.Stat()
 	if err != nil {
 		return nil, 0, err
 	}
-	if from < int64(len(journalMagic)) || from >= fi.Size() {
+	return readFrom(fh, fi.Size(), from, max)
+}
+
+// readFrom reads the complete entries of the journal file fh, size bytes
+// long, from offset from on, at most max records unless the first entry
+// holds more, and returns their leaves and the offset past the last. An
+// entry cut short or failing its checksum ends them: it may be being
+// written.
+func readFrom(fh *os.File, size, from int64, max int) ([][]byte, int64, error) {
+	if from < int64(len(journalMagic)) || from >= size {
 		return nil, from, nil
 	}
-	buf := make([]byte, min(fi.Size()-from, readChunk))
+	buf := make([]byte, min(size-from, readChunk))
 	k, err := fh.ReadAt(buf, from)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, 0, err
@@ -158,7 +284,7 @@ func readEntries(path string, from int64, max int) ([][]byte, int64, error) {
 	buf = buf[:k]
 	// An entry larger than the chunk: read it whole.
 	if len(buf) >= 8 {
-		if n := int64(binary.BigEndian.Uint32(buf)); n <= maxEntry && 8+n > int64(len(buf)) && from+8+n <= fi.Size() {
+		if n := int64(binary.BigEndian.Uint32(buf)); n <= maxEntry && 8+n > int64(len(buf)) && from+8+n <= size {
 			buf = make([]byte, 8+n)
 			if _, err := fh.ReadAt(buf, from); err != nil {
 				return nil, 0, err

@@ -257,3 +257,59 @@ func TestAuditHelperCheckpointIntegrated(t *testing.T) {
 	}
 	audittest.CheckAll(t, l, 3)
 }
+
+// TestAuditHelperIdleLooks: the helper looks at the journals every
+// IntegrateDelay for the life of the server, busy or idle. Once it has
+// integrated everything, its looks read nothing from the store until a
+// journal grows; a journal file that appears later (a second serving
+// process's) is found and followed too.
+func TestAuditHelperIdleLooks(t *testing.T) {
+	l, _, path := helped(t, time.Hour)
+	fq, counts, closeFollower := sqlite.NewFollower(openStore(t, path))
+	fl := audit.New(fq, audit.Config{IntegrateDelay: time.Millisecond, MaxBatch: 512})
+	t.Cleanup(func() {
+		fl.Close()
+		closeFollower()
+	})
+	audittest.AppendConcurrently(t, l, 4, 10)
+	waitPending(t, l)
+	waitLooks := func(n int64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if looks, _ := counts(); looks >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the helper did not look %d times in 10s", n)
+			}
+		}
+	}
+	looks, reads := counts()
+	waitLooks(looks + 100)
+	if _, r := counts(); r != reads {
+		t.Fatalf("the idle helper read %d done offsets in 100 looks, want 0", r-reads)
+	}
+
+	st2, err := sqlite.Open(t.Context(), path, sqlite.AuditHelper(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	q2, err := st2.QueuedAudit(t.Context(), sqlite.SyncNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q2.Close() })
+	l2 := audit.New(q2, audit.Config{IntegrateDelay: 2 * time.Millisecond})
+	t.Cleanup(func() { l2.Close() })
+	for i := 40; i < 45; i++ {
+		if _, err := l2.Append(t.Context(), audittest.Rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPending(t, l2)
+	if _, r := counts(); r == reads {
+		t.Fatal("the helper integrated the second journal without reading its done offset")
+	}
+	audittest.CheckAll(t, l, 45)
+}

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+
+	"latchkey/internal/audit"
 )
 
 // ErrNewerSchema is errNewerSchema, for the tests.
@@ -52,3 +54,12 @@ var (
 
 // ReadEntries is the audit helper's journal reader.
 var ReadEntries = readEntries
+
+// NewFollower is FollowJournal's queue on st's journals, for a Log of a
+// test's own; close closes its files.
+// counts returns how many times the Log has looked for records in the
+// journals, and how many done offsets it read from the store.
+func NewFollower(st *Store) (q audit.Queue, counts func() (looks, reads int64), close func()) {
+	f := &journalFollower{AuditStorage: st.Audit(SyncNormal), dir: queueDir(st.path), files: map[string]*followedFile{}}
+	return f, func() (int64, int64) { return f.looks.Load(), f.reads.Load() }, f.close
+}
