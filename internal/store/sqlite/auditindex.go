@@ -153,6 +153,52 @@ type searchIndex struct {
 	src *sql.DB    // the store file, read only
 	w   *sql.DB    // the index file's writer
 	mu  sync.Mutex // one catchUp at a time in this process
+	// full is the INSERT of insertRows rows, prepared once on w: a
+	// statement of a thousand parameters costs more to parse than its
+	// rows to bind.
+	full *sql.Stmt
+}
+
+// close closes the prepared statement (before w closes).
+func (ix *searchIndex) close() error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.full == nil {
+		return nil
+	}
+	err := ix.full.Close()
+	ix.full = nil
+	return err
+}
+
+// fullInsert is the INSERT of insertRows rows into audit_keys.
+var fullInsert = insertKeys + placeholders(insertRows, 8)
+
+const insertKeys = `INSERT INTO audit_keys (idx, time, contractor, token_id, service, action, decision, actor) VALUES `
+
+// insert inserts the search columns of rows in tx, a statement of at
+// most insertRows rows at a time.
+func (ix *searchIndex) insert(ctx context.Context, tx *sql.Tx, rows []indexRow) error {
+	args := make([]any, 0, 8*min(len(rows), insertRows))
+	for len(rows) > 0 {
+		k := min(len(rows), insertRows)
+		args = args[:0]
+		for _, b := range rows[:k] {
+			c := colsOf(b.r)
+			args = append(args, b.idx, c.time, c.contractor, c.token, c.service, c.action, c.decision, c.actor)
+		}
+		rows = rows[k:]
+		if k < insertRows {
+			if _, err := tx.ExecContext(ctx, insertKeys+placeholders(k, 8), args...); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := tx.StmtContext(ctx, ix.full).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // catchUp indexes every stored record not yet in the search index, in
@@ -182,6 +228,13 @@ func (ix *searchIndex) catchUp(ctx context.Context, progress func(done int64)) (
 // step indexes up to indexChunk records in one transaction, and returns
 // how many.
 func (ix *searchIndex) step(ctx context.Context) (int, error) {
+	if ix.full == nil { // before BeginTx takes w's one connection
+		st, err := ix.w.PrepareContext(ctx, fullInsert)
+		if err != nil {
+			return 0, err
+		}
+		ix.full = st
+	}
 	tx, err := ix.w.BeginTx(ctx, nil) // IMMEDIATE: the file's write lock
 	if err != nil {
 		return 0, err
@@ -195,18 +248,8 @@ func (ix *searchIndex) step(ctx context.Context) (int, error) {
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	for rest := batch; len(rest) > 0; {
-		k := min(len(rest), insertRows)
-		args := make([]any, 0, 8*k)
-		for _, b := range rest[:k] {
-			c := colsOf(b.r)
-			args = append(args, b.idx, c.time, c.contractor, c.token, c.service, c.action, c.decision, c.actor)
-		}
-		q := `INSERT INTO audit_keys (idx, time, contractor, token_id, service, action, decision, actor) VALUES ` + placeholders(k, 8)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return 0, err
-		}
-		rest = rest[k:]
+	if err := ix.insert(ctx, tx, batch); err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, err
@@ -301,6 +344,7 @@ func indexFile(ctx context.Context, path string, every time.Duration, progress f
 	defer w.Close()
 	r.Close()
 	ix := &searchIndex{src: src, w: w}
+	defer ix.close()
 	round := func() error {
 		var from, size int64
 		if err := w.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_keys`).Scan(&from); err != nil {

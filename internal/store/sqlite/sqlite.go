@@ -284,7 +284,7 @@ func (s *Store) Close() error {
 		close(s.stopCk)
 		<-s.ckDone
 		<-s.ixDone
-		err = errors.Join(s.sr.Close(), s.sw.Close(), s.ck.Close(), s.scan.Close(), s.r.Close(), s.w.Close())
+		err = errors.Join(s.ix.close(), s.sr.Close(), s.sw.Close(), s.ck.Close(), s.scan.Close(), s.r.Close(), s.w.Close())
 	})
 	return err
 }
