@@ -76,10 +76,15 @@ type journalFollower struct {
 }
 
 // followedFile is a journal file the follower holds open, and the
-// lowest its done offset can be: the last one read or written.
+// lowest its done offset can be: the last one read or written. own: the
+// follower wrote it, and no transaction of its own on the file has
+// failed since, so the file is most likely done to there still (unless
+// the journalling process integrated some itself, which the next
+// transaction's check finds).
 type followedFile struct {
 	f    *os.File
 	done int64
+	own  bool
 }
 
 // relistEvery is the longest the follower trusts the directory's mtime
@@ -115,15 +120,18 @@ func (f *journalFollower) Integrate(ctx context.Context, first int64, max int, h
 		if err != nil || fi.Size() <= ff.done {
 			continue // nothing past the done offset known
 		}
-		from, err := f.doneOffset(ctx, name)
-		if err != nil {
-			return 0, err
+		from := ff.done
+		if !ff.own {
+			if from, err = f.doneOffset(ctx, name); err != nil {
+				return 0, err
+			}
+			ff.done = from
 		}
-		ff.done = from
 		leaves, end, err := readFrom(ff.f, fi.Size(), from, max)
 		if err != nil || len(leaves) == 0 {
 			continue // nothing complete past its done offset yet
 		}
+		ff.own = false // until this transaction commits
 		hs, err := hashes(leaves)
 		if err != nil {
 			return 0, err
@@ -145,7 +153,7 @@ func (f *journalFollower) Integrate(ctx context.Context, first int64, max int, h
 		if err != nil {
 			return 0, err
 		}
-		ff.done = end
+		ff.done, ff.own = end, true
 		return len(leaves), nil
 	}
 	return 0, nil
