@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,6 +67,12 @@ run.`,
 				return err
 			}
 			ctx = indexer.WatchParent(ctx, parent)
+			// Its live heap is small (the batch in hand), and its
+			// collections were a fifth of its processor time, taken
+			// from the machine the gateway runs on: collect four
+			// times less often, for about 10 MiB more (peak RSS
+			// in bench gateway 40 -> 50 MiB).
+			debug.SetGCPercent(400)
 		}
 		if follow {
 			if integrate <= 0 {
