@@ -18,6 +18,13 @@ import (
 func helped(t *testing.T, hold time.Duration) (*audit.Log, *sqlite.QueuedAudit, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "latchkey.db")
+	l, q := helpedAt(t, path, hold)
+	return l, q, path
+}
+
+// helpedAt is helped on the store at path: one more serving process.
+func helpedAt(t *testing.T, path string, hold time.Duration) (*audit.Log, *sqlite.QueuedAudit) {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), path, sqlite.AuditHelper(hold))
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +37,7 @@ func helped(t *testing.T, hold time.Duration) (*audit.Log, *sqlite.QueuedAudit, 
 	t.Cleanup(func() { q.Close() })
 	l := audit.New(q, audit.Config{IntegrateDelay: 2 * time.Millisecond})
 	t.Cleanup(func() { l.Close() })
-	return l, q, path
+	return l, q
 }
 
 // follow runs FollowJournal on path until the test ends.
@@ -290,18 +297,7 @@ func TestAuditHelperIdleLooks(t *testing.T) {
 		t.Fatalf("the idle helper read %d done offsets in 100 looks, want 0", r-reads)
 	}
 
-	st2, err := sqlite.Open(t.Context(), path, sqlite.AuditHelper(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st2.Close() })
-	q2, err := st2.QueuedAudit(t.Context(), sqlite.SyncNormal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q2.Close() })
-	l2 := audit.New(q2, audit.Config{IntegrateDelay: 2 * time.Millisecond})
-	t.Cleanup(func() { l2.Close() })
+	l2, _ := helpedAt(t, path, time.Hour)
 	for i := 40; i < 45; i++ {
 		if _, err := l2.Append(t.Context(), audittest.Rec(i)); err != nil {
 			t.Fatal(err)
