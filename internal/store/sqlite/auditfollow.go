@@ -144,6 +144,16 @@ func (f *journalFollower) Integrate(ctx context.Context, first int64, max int, h
 			if d != from {
 				return fmt.Errorf("sqlite: audit helper: %s is done to %d, not %d: %w", name, d, from, audit.ErrConflict)
 			}
+			// No row: a file nobody has integrated from yet, or one
+			// removed whole and its row deleted since this process
+			// opened it (removal comes first, so it shows now), which
+			// must not be integrated again from the start.
+			if d == int64(len(journalMagic)) {
+				if _, err := os.Stat(filepath.Join(f.dir, name)); err != nil {
+					f.listed = time.Time{} // list again on the next look
+					return fmt.Errorf("sqlite: audit helper: %s: %v: %w", name, err, audit.ErrConflict)
+				}
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_queue_files (name, done) VALUES (?, ?)
 				ON CONFLICT (name) DO UPDATE SET done = excluded.done`, name, end); err != nil {
 				return fmt.Errorf("sqlite: audit helper: %w", err)

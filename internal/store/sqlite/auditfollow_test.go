@@ -309,3 +309,51 @@ func TestAuditHelperIdleLooks(t *testing.T) {
 	}
 	audittest.CheckAll(t, l, 45)
 }
+
+// TestAuditHelperRemovedJournal: a journal file the helper holds open
+// may be removed whole, with its done offset's row, by a serving process
+// (here the next one to open the store, taking over a dead one's files)
+// before the helper lists the directory again. The helper must not take
+// the missing row for a new file and add its records to the tree a
+// second time.
+func TestAuditHelperRemovedJournal(t *testing.T) {
+	l, q, path := helped(t, time.Hour)
+	dir := filepath.Join(filepath.Dir(path), "latchkey-auditq")
+	// An old directory mtime, which the helper trusts for a second
+	// after each listing: set back after the removal, it hides it.
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(dir, old, old); err != nil {
+		t.Fatal(err)
+	}
+	fq, counts, closeFollower := sqlite.NewFollower(openStore(t, path))
+	t.Cleanup(closeFollower)
+	looking := func() *audit.Log {
+		t.Helper()
+		fl := audit.New(fq, audit.Config{IntegrateDelay: time.Millisecond, MaxBatch: 512})
+		looks, _ := counts()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if n, _ := counts(); n >= looks+5 {
+				return fl
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the helper did not look 5 times in 10s")
+			}
+		}
+	}
+	fl := looking() // it opens the journal file, empty
+	fl.Close()
+	for i := range 10 {
+		if _, err := l.Append(t.Context(), audittest.Rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close() // integrates the 10 itself
+	q.Close()
+	l2, _ := helpedAt(t, path, time.Hour) // removes the file and its row
+	if err := os.Chtimes(dir, old, old); err != nil {
+		t.Fatal(err)
+	}
+	fl = looking()
+	defer fl.Close()
+	audittest.CheckAll(t, l2, 10)
+}
