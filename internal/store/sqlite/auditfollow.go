@@ -270,21 +270,6 @@ func openJournal(path string) (*os.File, error) {
 	return fh, nil
 }
 
-// readEntries reads the complete entries of the journal file at path
-// from offset from on (readFrom).
-func readEntries(path string, from int64, max int) ([][]byte, int64, error) {
-	fh, err := openJournal(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer fh.Close()
-	fi, err := fh.Stat()
-	if err != nil {
-		return nil, 0, err
-	}
-	return readFrom(fh, fi.Size(), from, max)
-}
-
 // readFrom reads the complete entries of the journal file fh, size bytes
 // long, from offset from on, at most max records unless the first entry
 // holds more, and returns their leaves and the offset past the last. An

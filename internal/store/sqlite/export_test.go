@@ -52,8 +52,20 @@ var (
 	EncodeLeafRun = encodeLeafRun
 )
 
-// ReadEntries is the audit helper's journal reader.
-var ReadEntries = readEntries
+// ReadEntries is the audit helper's journal reader (readFrom) on the
+// journal file at path.
+func ReadEntries(path string, from int64, max int) ([][]byte, int64, error) {
+	fh, err := openJournal(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	return readFrom(fh, fi.Size(), from, max)
+}
 
 // NewFollower is FollowJournal's queue on st's journals, for a Log of a
 // test's own; close closes its files.
